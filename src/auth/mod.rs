@@ -1,0 +1,8 @@
+//! Credentials and tokens: passwords, access tokens, refresh tokens, the cookie, and the
+//! extractors that authenticate requests.
+
+pub mod cookies;
+pub mod extractors;
+pub mod jwt;
+pub mod password;
+pub mod refresh;

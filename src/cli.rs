@@ -1,0 +1,186 @@
+//! The `authd` command line: serve (default), migrate, and offline admin commands.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    auth::jwt::KeyMaterial,
+    config::Config,
+    db::{self, sessions::RevokeReason},
+    domain::{Email, NewPassword},
+    startup::{self, Application},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "authd",
+    version,
+    about = "Authentication server for single-page apps and their APIs"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default): create the database if needed, migrate, listen.
+    Serve,
+    /// Create the database if needed and run migrations, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. The password comes from AUTHD_PASSWORD or the first line of stdin, never argv.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// Give the user the `admin` role.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Disable a user and revoke all their sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// Revoke every session of a user (forced logout everywhere).
+    Revoke {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Generate a new signing key; the old one stays in the JWKS until its tokens expire.
+    Rotate,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until(startup::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            startup::prepare_database(&config).await?;
+            println!("database is migrated");
+            Ok(())
+        }
+        Command::User(UserCommand::Add { email, admin }) => {
+            let email = parse_email(&email)?;
+            let password = read_password()?;
+            let pool = startup::prepare_database(&config).await?;
+            let hasher =
+                crate::auth::password::PasswordHasher::new(1, 1).map_err(anyhow::Error::msg)?;
+            let hash = hasher
+                .hash(password.expose())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let roles = if admin {
+                vec!["admin".to_string()]
+            } else {
+                vec![]
+            };
+            let user = db::users::insert(&pool, &email, &hash, &roles)
+                .await
+                .map_err(|e| match e {
+                    crate::error::ApiError::EmailTaken => {
+                        anyhow::anyhow!("a user with email {email} already exists")
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
+            println!(
+                "added user {} ({}){}",
+                user.email,
+                user.id,
+                if admin { " with role admin" } else { "" }
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { email }) => {
+            let email = parse_email(&email)?;
+            let pool = startup::prepare_database(&config).await?;
+            let user = db::users::by_email(&pool, &email)
+                .await?
+                .with_context(|| format!("no user with email {email}"))?;
+            let mut tx = pool.begin().await?;
+            db::users::update(&mut *tx, user.id, Some(true), None).await?;
+            let revoked =
+                db::sessions::revoke_all(&mut *tx, user.id, None, RevokeReason::UserDisabled)
+                    .await?;
+            tx.commit().await?;
+            println!("disabled {email}; revoked {} session(s)", revoked.len());
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::Revoke { email }) => {
+            let email = parse_email(&email)?;
+            let pool = startup::prepare_database(&config).await?;
+            let user = db::users::by_email(&pool, &email)
+                .await?
+                .with_context(|| format!("no user with email {email}"))?;
+            let revoked =
+                db::sessions::revoke_all(&pool, user.id, None, RevokeReason::AdminRevoked).await?;
+            println!("revoked {} session(s) of {email}", revoked.len());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let pool = startup::prepare_database(&config).await?;
+            let key = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
+            db::keys::install(&pool, &key).await?;
+            println!(
+                "new signing key {}; previous keys stay published until their tokens expire",
+                key.kid
+            );
+            Ok(())
+        }
+    }
+}
+
+fn parse_email(raw: &str) -> anyhow::Result<Email> {
+    Email::parse("email", raw).map_err(|e| anyhow::anyhow!("--email {}", e.message))
+}
+
+/// AUTHD_PASSWORD, else one line from stdin (prompting if it is a terminal).
+fn read_password() -> anyhow::Result<NewPassword> {
+    let raw = match std::env::var("AUTHD_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprint!("password: ");
+            }
+            let mut line = String::new();
+            stdin
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string()
+        }
+    };
+    if raw.is_empty() {
+        bail!("no password: set AUTHD_PASSWORD or pipe it on stdin");
+    }
+    NewPassword::parse("password", raw).map_err(|e| anyhow::anyhow!("password {}", e.message))
+}

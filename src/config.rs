@@ -1,0 +1,361 @@
+//! All configuration, read from flags or their environment variables (a `.env` file is loaded
+//! first by `main`). Each field's doc comment is its `--help` text.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, ValueEnum, builder::BoolishValueParser};
+
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Postgres URL; the database is created if missing and migrated at start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "postgres://postgres@localhost:5432/authd",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Most connections this instance opens to Postgres.
+    #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// How long to keep retrying an unreachable database at start before giving up.
+    #[arg(long, env = "AUTHD_DB_CONNECT_TIMEOUT", value_name = "AUTHD_DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub db_connect_timeout: Duration,
+
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "AUTHD_BIND",
+        value_name = "AUTHD_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Public base URL of this server: the `iss` claim, and the origin CSRF checks accept.
+    #[arg(long, env = "AUTHD_ISSUER", value_name = "AUTHD_ISSUER", default_value = "http://localhost:8080", value_parser = parse_issuer, global = true)]
+    pub issuer: Issuer,
+
+    /// `aud` claim of access tokens (and the audience they are checked against).
+    #[arg(
+        long,
+        env = "AUTHD_AUDIENCE",
+        value_name = "AUTHD_AUDIENCE",
+        default_value = "authd",
+        global = true
+    )]
+    pub audience: String,
+
+    /// Lifetime of access tokens (humantime: `2s`, `15m`).
+    #[arg(long, env = "AUTHD_ACCESS_TTL", value_name = "AUTHD_ACCESS_TTL", default_value = "15m", value_parser = parse_duration, global = true)]
+    pub access_ttl: Duration,
+
+    /// A session ends if it is not refreshed for this long.
+    #[arg(long, env = "AUTHD_REFRESH_IDLE_TTL", value_name = "AUTHD_REFRESH_IDLE_TTL", default_value = "7d", value_parser = parse_duration, global = true)]
+    pub refresh_idle_ttl: Duration,
+
+    /// A session ends this long after login, however often it is refreshed.
+    #[arg(long, env = "AUTHD_SESSION_MAX_AGE", value_name = "AUTHD_SESSION_MAX_AGE", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub session_max_age: Duration,
+
+    /// A refresh token presented again this soon after its first use (concurrent tabs, a lost
+    /// response) gets the same successor instead of being treated as reuse.
+    #[arg(long, env = "AUTHD_REFRESH_GRACE", value_name = "AUTHD_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace, global = true)]
+    pub refresh_grace: Duration,
+
+    /// Name of the refresh-token cookie.
+    #[arg(long, env = "AUTHD_COOKIE_NAME", value_name = "AUTHD_COOKIE_NAME", default_value = "authd_refresh", value_parser = parse_cookie_name, global = true)]
+    pub cookie_name: String,
+
+    /// Path attribute of the refresh-token cookie.
+    #[arg(long, env = "AUTHD_COOKIE_PATH", value_name = "AUTHD_COOKIE_PATH", default_value = "/auth", value_parser = parse_cookie_path, global = true)]
+    pub cookie_path: String,
+
+    /// Secure attribute of the refresh-token cookie (turn off only for plain-http development).
+    #[arg(long, env = "AUTHD_COOKIE_SECURE", value_name = "AUTHD_COOKIE_SECURE", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub cookie_secure: bool,
+
+    /// SameSite attribute of the refresh-token cookie: Strict, Lax or None (None needs Secure).
+    #[arg(
+        long,
+        env = "AUTHD_COOKIE_SAMESITE",
+        value_name = "AUTHD_COOKIE_SAMESITE",
+        default_value = "Strict",
+        ignore_case = true,
+        global = true
+    )]
+    pub cookie_samesite: SameSite,
+
+    /// Domain attribute of the refresh-token cookie (unset: host-only cookie).
+    #[arg(long, env = "AUTHD_COOKIE_DOMAIN", value_name = "AUTHD_COOKIE_DOMAIN", value_parser = parse_cookie_domain, global = true)]
+    pub cookie_domain: Option<String>,
+
+    /// Comma-separated browser origins allowed to call authd with credentials (CORS, CSRF).
+    #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins, global = true)]
+    pub allowed_origins: Origins,
+
+    /// Whether anyone may register (false: 403 registration_closed; add users with the CLI).
+    #[arg(long, env = "AUTHD_OPEN_REGISTRATION", value_name = "AUTHD_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub open_registration: bool,
+
+    /// Rate limits on login, register and refresh: `on`, or `off` (benchmarks only).
+    #[arg(long, env = "AUTHD_RATE_LIMIT", value_name = "AUTHD_RATE_LIMIT", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub rate_limit: bool,
+
+    /// Serve /metrics only on this address (unset: on the main listener).
+    #[arg(
+        long,
+        env = "AUTHD_METRICS_BIND",
+        value_name = "AUTHD_METRICS_BIND",
+        global = true
+    )]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Take the client IP from the last X-Forwarded-For hop (only behind a trusted proxy).
+    #[arg(long, env = "AUTHD_TRUST_FORWARDED_FOR", value_name = "AUTHD_TRUST_FORWARDED_FOR", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub trust_forwarded_for: bool,
+
+    /// Log format: `pretty` or `json` (default: pretty on a terminal, else json).
+    #[arg(
+        long,
+        env = "AUTHD_LOG_FORMAT",
+        value_name = "AUTHD_LOG_FORMAT",
+        ignore_case = true,
+        global = true
+    )]
+    pub log_format: Option<LogFormat>,
+
+    /// PEM (PKCS#8) Ed25519 private key to sign with; unset: a key generated on first start
+    /// and kept in the database.
+    #[arg(
+        long,
+        env = "AUTHD_SIGNING_KEY_FILE",
+        value_name = "AUTHD_SIGNING_KEY_FILE",
+        global = true
+    )]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// SameSite attribute values.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The issuer URL with its origin (`scheme://host[:port]`) precomputed.
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    pub url: String,
+    pub origin: String,
+}
+
+/// Exact-match list of allowed browser origins (`scheme://host[:port]`, normalized).
+#[derive(Clone, Debug, Default)]
+pub struct Origins(pub Vec<String>);
+
+impl Origins {
+    pub fn contains(&self, origin: &str) -> bool {
+        self.0.iter().any(|o| o == origin)
+    }
+}
+
+impl Config {
+    /// Checks that span several variables. Each error names the variable to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cookie_samesite == SameSite::None && !self.cookie_secure {
+            return Err("AUTHD_COOKIE_SAMESITE=None requires AUTHD_COOKIE_SECURE=true".into());
+        }
+        let prefixed =
+            self.cookie_name.starts_with("__Secure-") || self.cookie_name.starts_with("__Host-");
+        if prefixed && !self.cookie_secure {
+            return Err(format!(
+                "AUTHD_COOKIE_NAME={} requires AUTHD_COOKIE_SECURE=true",
+                self.cookie_name
+            ));
+        }
+        if self.cookie_name.starts_with("__Host-")
+            && (self.cookie_path != "/" || self.cookie_domain.is_some())
+        {
+            return Err(format!(
+                "AUTHD_COOKIE_NAME={} requires AUTHD_COOKIE_PATH=/ and no AUTHD_COOKIE_DOMAIN",
+                self.cookie_name
+            ));
+        }
+        if !self.cookie_path_covers("/auth/refresh") {
+            return Err(format!(
+                "AUTHD_COOKIE_PATH={} would not send the cookie to /auth/refresh",
+                self.cookie_path
+            ));
+        }
+        if self.session_max_age < self.access_ttl {
+            return Err("AUTHD_SESSION_MAX_AGE must not be shorter than AUTHD_ACCESS_TTL".into());
+        }
+        Ok(())
+    }
+
+    fn cookie_path_covers(&self, path: &str) -> bool {
+        let p = self.cookie_path.trim_end_matches('/');
+        p.is_empty() || path == p || path.starts_with(&format!("{p}/"))
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // DATABASE_URL may carry a password; never print it.
+        f.debug_struct("Config")
+            .field("database_url", &"[redacted]")
+            .field("db_max_connections", &self.db_max_connections)
+            .field("bind", &self.bind)
+            .field("issuer", &self.issuer.url)
+            .field("audience", &self.audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_idle_ttl", &self.refresh_idle_ttl)
+            .field("session_max_age", &self.session_max_age)
+            .field("refresh_grace", &self.refresh_grace)
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_path", &self.cookie_path)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("cookie_samesite", &self.cookie_samesite)
+            .field("cookie_domain", &self.cookie_domain)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("open_registration", &self.open_registration)
+            .field("rate_limit", &self.rate_limit)
+            .field("metrics_bind", &self.metrics_bind)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    if d > Duration::from_secs(10 * 365 * 24 * 3600) {
+        return Err("must be at most 10 years".into());
+    }
+    Ok(d)
+}
+
+/// The grace window may be zero (no concurrent-refresh tolerance) but not huge.
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(600) {
+        return Err("must be at most 10m".into());
+    }
+    Ok(d)
+}
+
+/// Origin of a URL as browsers serialize it in the `Origin` header.
+pub fn origin_of(input: &str) -> Result<String, String> {
+    let url = url::Url::parse(input.trim()).map_err(|e| format!("{input:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{input:?} is not an http(s) URL"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_issuer(s: &str) -> Result<Issuer, String> {
+    let origin = origin_of(s)?;
+    Ok(Issuer {
+        url: s.trim().to_string(),
+        origin,
+    })
+}
+
+fn parse_origins(s: &str) -> Result<Origins, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let origin = origin_of(part)?;
+        let canonical = url::Url::parse(part).map_err(|e| e.to_string())?;
+        if canonical.path() != "/" || canonical.query().is_some() || canonical.fragment().is_some()
+        {
+            return Err(format!(
+                "{part:?} must be an origin (scheme://host[:port]) without a path"
+            ));
+        }
+        out.push(origin);
+    }
+    Ok(Origins(out))
+}
+
+fn is_token_char(c: char) -> bool {
+    // RFC 7230 tchar, the characters a cookie name may use.
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn parse_cookie_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.chars().all(is_token_char) {
+        return Err("must be 1-64 token characters (letters, digits, !#$%&'*+-.^_`|~)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_cookie_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/')
+        || s.len() > 256
+        || s.chars().any(|c| c.is_control() || c == ';' || c == ' ')
+    {
+        return Err(
+            "must start with / and contain no spaces, semicolons or control characters".into(),
+        );
+    }
+    Ok(s.to_string())
+}
+
+fn parse_cookie_domain(s: &str) -> Result<String, String> {
+    let d = s.trim();
+    if d.is_empty()
+        || d.len() > 253
+        || !d
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err("must be a host name".into());
+    }
+    Ok(d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalized_and_exact() {
+        let o = parse_origins("http://localhost:5173, https://app.example.test/").unwrap();
+        assert!(o.contains("http://localhost:5173"));
+        assert!(o.contains("https://app.example.test"));
+        assert!(!o.contains("https://app.example.test.evil.test"));
+        assert!(parse_origins("https://a.test/path").is_err());
+        assert!(parse_origins("ftp://a.test").is_err());
+    }
+
+    #[test]
+    fn default_port_is_dropped_from_origin() {
+        assert_eq!(origin_of("https://a.test:443/x").unwrap(), "https://a.test");
+        assert_eq!(
+            origin_of("http://localhost:8080").unwrap(),
+            "http://localhost:8080"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_grace("0s").unwrap(), Duration::ZERO);
+    }
+}

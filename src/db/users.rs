@@ -1,0 +1,141 @@
+use serde::Serialize;
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{domain::Email, error::ApiError};
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// A user with the password hash, for login and password change only.
+#[derive(FromRow)]
+pub struct UserCredentials {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub password_hash: String,
+}
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+    password_hash: &str,
+    roles: &[String],
+) -> Result<User, ApiError> {
+    let res = sqlx::query_as::<_, User>(
+        "INSERT INTO users (id, email, password_hash, roles) VALUES ($1, $2, $3, $4)
+         RETURNING id, email, roles, disabled, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(email.as_str())
+    .bind(password_hash)
+    .bind(roles)
+    .fetch_one(db)
+    .await;
+    match res {
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
+            Err(ApiError::EmailTaken)
+        }
+        other => Ok(other?),
+    }
+}
+
+pub async fn credentials_by_email(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+) -> Result<Option<UserCredentials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, roles, disabled, created_at, password_hash FROM users WHERE email = $1",
+    )
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn credentials_by_id(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<UserCredentials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, roles, disabled, created_at, password_hash FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as("SELECT id, email, roles, disabled, created_at FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as("SELECT id, email, roles, disabled, created_at FROM users WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// Newest first, for the admin listing.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, roles, disabled, created_at FROM users
+         ORDER BY created_at DESC, id LIMIT $1 OFFSET $2",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn set_password(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Applies an admin change; `None` fields stay as they are. Returns the updated user, if any.
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    disabled: Option<bool>,
+    roles: Option<&[String]>,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE users SET disabled = COALESCE($2, disabled), roles = COALESCE($3, roles), updated_at = now()
+         WHERE id = $1
+         RETURNING id, email, roles, disabled, created_at",
+    )
+    .bind(id)
+    .bind(disabled)
+    .bind(roles)
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,201 @@
+//! /admin: user lookup and changes, and forced logout. Every route needs the `admin` role.
+
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    routing::{delete, get},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::extractors::AdminUser,
+    db::{self, sessions::RevokeReason, users::User},
+    domain::Email,
+    error::{ApiError, FieldError},
+    http::{
+        extract::{Json, Path, Query, parse_uuid},
+        sessions::{Revoked, SessionList, live_sessions},
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(list_users))
+        .route("/admin/users/{id}", get(get_user).patch(update_user))
+        .route(
+            "/admin/users/{id}/sessions",
+            get(user_sessions).delete(revoke_user_sessions),
+        )
+        .route("/admin/sessions/{id}", delete(revoke_session))
+}
+
+const MAX_ROLES: usize = 32;
+const MAX_ROLE_LEN: usize = 64;
+const MAX_PAGE: i64 = 100;
+
+#[derive(Deserialize)]
+struct UserQuery {
+    email: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct UserList {
+    users: Vec<User>,
+}
+
+/// `?email=` finds one user (exact, case-insensitive); without it, the newest users, paginated.
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(q): Query<UserQuery>,
+) -> Result<axum::Json<UserList>, ApiError> {
+    let users = match q.email {
+        Some(raw) => {
+            let email = Email::parse("email", &raw).map_err(|e| ApiError::Validation(vec![e]))?;
+            db::users::by_email(&state.db, &email)
+                .await?
+                .into_iter()
+                .collect()
+        }
+        None => {
+            let limit = q.limit.unwrap_or(50);
+            let offset = q.offset.unwrap_or(0);
+            if !(1..=MAX_PAGE).contains(&limit) {
+                return Err(ApiError::validation("limit", "must be between 1 and 100"));
+            }
+            if offset < 0 {
+                return Err(ApiError::validation("offset", "must not be negative"));
+            }
+            db::users::list(&state.db, limit, offset).await?
+        }
+    };
+    Ok(axum::Json(UserList { users }))
+}
+
+fn user_id(raw: &str) -> Result<Uuid, ApiError> {
+    parse_uuid(raw).ok_or(ApiError::UserNotFound)
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<User>, ApiError> {
+    let user = db::users::by_id(&state.db, user_id(&id)?)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    Ok(axum::Json(user))
+}
+
+#[derive(Deserialize)]
+struct UserPatch {
+    disabled: Option<bool>,
+    roles: Option<Vec<String>>,
+}
+
+fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
+    if roles.len() > MAX_ROLES {
+        return Err(ApiError::validation("roles", "at most 32 roles"));
+    }
+    let valid = |r: &String| {
+        !r.is_empty()
+            && r.len() <= MAX_ROLE_LEN
+            && r.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-:.".contains(c))
+    };
+    let bad: Vec<FieldError> = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !valid(r))
+        .map(|(i, _)| FieldError::new(format!("roles[{i}]"), "must be 1-64 of a-z 0-9 _ - : ."))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(bad))
+    }
+}
+
+/// Disables/enables a user or sets their roles. Disabling revokes all their sessions.
+async fn update_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    Json(patch): Json<UserPatch>,
+) -> Result<axum::Json<User>, ApiError> {
+    let id = user_id(&id)?;
+    if patch.disabled.is_none() && patch.roles.is_none() {
+        return Err(ApiError::validation(
+            "body",
+            "give `disabled` and/or `roles`",
+        ));
+    }
+    let mut roles = patch.roles;
+    if let Some(r) = roles.as_mut() {
+        validate_roles(r)?;
+        r.sort();
+        r.dedup();
+    }
+    let mut tx = state.db.begin().await?;
+    let user = db::users::update(&mut *tx, id, patch.disabled, roles.as_deref())
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    let revoked = if user.disabled {
+        db::sessions::revoke_all(&mut *tx, id, None, RevokeReason::UserDisabled).await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    tracing::info!(admin_id = %admin.user_id, user_id = %id, disabled = user.disabled, revoked = revoked.len(), "user updated");
+    Ok(axum::Json(user))
+}
+
+async fn user_sessions(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<SessionList>, ApiError> {
+    let id = user_id(&id)?;
+    db::users::by_id(&state.db, id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    Ok(axum::Json(
+        live_sessions(&state, id, admin.session_id).await?,
+    ))
+}
+
+/// Forced logout everywhere.
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Revoked>, ApiError> {
+    let id = user_id(&id)?;
+    db::users::by_id(&state.db, id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    let revoked = db::sessions::revoke_all(&state.db, id, None, RevokeReason::AdminRevoked).await?;
+    tracing::info!(admin_id = %admin.user_id, user_id = %id, revoked = revoked.len(), "all sessions revoked by admin");
+    Ok(axum::Json(Revoked {
+        revoked: revoked.len(),
+    }))
+}
+
+/// Forced logout of one device.
+async fn revoke_session(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
+    if !db::sessions::revoke(&state.db, id, RevokeReason::AdminRevoked).await? {
+        return Err(ApiError::SessionNotFound);
+    }
+    tracing::info!(admin_id = %admin.user_id, session_id = %id, "session revoked by admin");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,273 @@
+//! /auth: register, login, refresh, logout, me, password change.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::{
+        cookies::PresentedCookie,
+        extractors::{AuthUser, ClientInfo, bearer_token},
+        refresh::{self, RefreshToken},
+    },
+    db::{self, sessions::RevokeReason, users::User},
+    domain::{Email, NewPassword, Password},
+    error::{ApiError, FieldError},
+    http::extract::Json,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/auth/password", post(change_password))
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// Parses both fields, reporting every problem at once.
+fn parse_credentials<P>(
+    body: Credentials,
+    parse_password: impl FnOnce(&str, String) -> Result<P, FieldError>,
+) -> Result<(Email, P), ApiError> {
+    let email = Email::parse("email", &body.email);
+    let password = parse_password("password", body.password);
+    match (email, password) {
+        (Ok(e), Ok(p)) => Ok((e, p)),
+        (e, p) => Err(ApiError::Validation(
+            e.err().into_iter().chain(p.err()).collect(),
+        )),
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> Result<Response, ApiError> {
+    if !state.config.open_registration {
+        return Err(ApiError::RegistrationClosed);
+    }
+    let (email, password) = parse_credentials(body, NewPassword::parse)?;
+    // Cheap check first, so a taken email costs no hashing; the unique index decides races.
+    if db::users::by_email(&state.db, &email).await?.is_some() {
+        return Err(ApiError::EmailTaken);
+    }
+    let hash = state.hasher.hash(password.expose()).await?;
+    let user = db::users::insert(&state.db, &email, &hash, &[]).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+/// The body of every response that carries a new access token.
+#[derive(Serialize)]
+pub struct TokenBody {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    session_id: Uuid,
+    user: User,
+}
+
+/// 200 with a fresh access token, the refresh cookie, and no-store caching (RFC 6749 §5.1).
+fn token_response(
+    state: &AppState,
+    session_id: Uuid,
+    user: User,
+    cookie: HeaderValue,
+) -> Result<Response, ApiError> {
+    let access_token = state.jwt.sign(user.id, session_id, &user.roles)?;
+    let body = TokenBody {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.ttl().as_secs(),
+        session_id,
+        user,
+    };
+    let mut res = axum::Json(body).into_response();
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+pub fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(body): Json<Credentials>,
+) -> Result<Response, ApiError> {
+    let (email, password) = parse_credentials(body, Password::parse)?;
+    let found = db::users::credentials_by_email(&state.db, &email).await?;
+    // Unknown email and wrong password take the same path: one argon2 verification.
+    let ok = state
+        .hasher
+        .verify(
+            password.expose(),
+            found.as_ref().map(|c| c.password_hash.as_str()),
+        )
+        .await?;
+    let user = match found {
+        Some(c) if ok => c.user,
+        _ => {
+            tracing::info!("login failed");
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    if user.disabled {
+        return Err(ApiError::UserDisabled);
+    }
+    let token = RefreshToken::generate();
+    let config = &state.config;
+    let session = db::sessions::create(
+        &state.db,
+        user.id,
+        &token.hash(),
+        config.refresh_idle_ttl,
+        config.session_max_age,
+        client.user_agent.as_deref(),
+        client.ip_string().as_deref(),
+    )
+    .await?;
+    tracing::info!(user_id = %user.id, session_id = %session.id, "login");
+    let cookie = state.cookies.set(&token, session.max_age_secs);
+    token_response(&state, session.id, user, cookie)
+}
+
+async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let token = match state.cookies.read(&headers) {
+        PresentedCookie::Missing => return ApiError::RefreshTokenMissing.into_response(),
+        PresentedCookie::Malformed => {
+            return clear_cookie(&state, ApiError::RefreshTokenInvalid.into_response());
+        }
+        PresentedCookie::Token(t) => t,
+    };
+    let config = &state.config;
+    let outcome = refresh::refresh(
+        &state.db,
+        &state.successor_key,
+        &token,
+        config.refresh_idle_ttl,
+        config.refresh_grace,
+    )
+    .await;
+    match outcome {
+        Ok(r) => {
+            tracing::info!(session_id = %r.session_id, user_id = %r.user.id, outcome = r.kind.as_str(), "refresh");
+            let cookie = state.cookies.set(&r.successor, r.max_age_secs);
+            token_response(&state, r.session_id, r.user, cookie)
+                .unwrap_or_else(IntoResponse::into_response)
+        }
+        Err(f) => {
+            if let Some(sid) = f.revoked_session {
+                tracing::warn!(session_id = %sid, "refresh token reuse detected; session revoked");
+            }
+            let status = f.error.status();
+            let res = f.error.into_response();
+            // Every 401 clears the cookie; a 503 leaves it, the token may still be good.
+            if status == StatusCode::UNAUTHORIZED {
+                clear_cookie(&state, res)
+            } else {
+                res
+            }
+        }
+    }
+}
+
+fn clear_cookie(state: &AppState, mut res: Response) -> Response {
+    res.headers_mut()
+        .append(header::SET_COOKIE, state.cookies.clear());
+    no_store(res.headers_mut());
+    res
+}
+
+/// Ends the session of the refresh cookie (or, without one, of the Bearer token). Idempotent.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let mut session = None;
+    if let PresentedCookie::Token(t) = state.cookies.read(&headers) {
+        session = db::sessions::by_token(&state.db, &t.hash())
+            .await?
+            .map(|(sid, _)| sid);
+    }
+    if session.is_none()
+        && let Ok(Some(token)) = bearer_token(&headers)
+    {
+        // A revoked session's token still names the session (revoking again is a no-op).
+        session = state.jwt.verify(token).ok().map(|c| c.sid);
+    }
+    if let Some(sid) = session {
+        db::sessions::revoke(&state.db, sid, RevokeReason::Logout).await?;
+        tracing::info!(session_id = %sid, "logout");
+    }
+    Ok(clear_cookie(&state, StatusCode::NO_CONTENT.into_response()))
+}
+
+async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<User>, ApiError> {
+    let user = db::users::by_id(&state.db, auth.user_id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    Ok(axum::Json(user))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password and revokes every other session of the user.
+async fn change_password(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Json(body): Json<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let current = Password::parse("current_password", body.current_password);
+    let new = NewPassword::parse("new_password", body.new_password);
+    let (current, new) = match (current, new) {
+        (Ok(c), Ok(n)) => (c, n),
+        (c, n) => {
+            return Err(ApiError::Validation(
+                c.err().into_iter().chain(n.err()).collect(),
+            ));
+        }
+    };
+    let creds = db::users::credentials_by_id(&state.db, auth.user_id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    if !state
+        .hasher
+        .verify(current.expose(), Some(&creds.password_hash))
+        .await?
+    {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = state.hasher.hash(new.expose()).await?;
+    let mut tx = state.db.begin().await?;
+    db::users::set_password(&mut *tx, auth.user_id, &hash).await?;
+    let revoked = db::sessions::revoke_all(
+        &mut *tx,
+        auth.user_id,
+        Some(auth.session_id),
+        RevokeReason::PasswordChanged,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}

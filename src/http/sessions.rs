@@ -1,0 +1,111 @@
+//! /auth/sessions: the caller's own devices.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{delete, get},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    auth::extractors::AuthUser,
+    db::{self, sessions::RevokeReason, sessions::Session},
+    error::ApiError,
+    http::extract::{Path, Query, parse_uuid},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/sessions", get(list).delete(revoke_many))
+        .route("/auth/sessions/{id}", delete(revoke_one))
+}
+
+#[derive(Serialize)]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+}
+
+#[derive(Serialize)]
+pub struct Revoked {
+    pub revoked: usize,
+}
+
+/// Live sessions of `user_id`, newest first, with `current` marking `current_sid`.
+pub async fn live_sessions(
+    state: &AppState,
+    user_id: uuid::Uuid,
+    current_sid: uuid::Uuid,
+) -> Result<SessionList, ApiError> {
+    let mut sessions = db::sessions::list_live(&state.db, user_id).await?;
+    for s in &mut sessions {
+        s.current = s.id == current_sid;
+    }
+    Ok(SessionList { sessions })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<axum::Json<SessionList>, ApiError> {
+    Ok(axum::Json(
+        live_sessions(&state, auth.user_id, auth.session_id).await?,
+    ))
+}
+
+/// "Sign out that device". Revoking the current session also clears this browser's cookie.
+async fn revoke_one(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
+    if !db::sessions::revoke_owned(&state.db, id, auth.user_id, RevokeReason::UserRevoked).await? {
+        return Err(ApiError::SessionNotFound);
+    }
+    tracing::info!(user_id = %auth.user_id, session_id = %id, "session revoked by its user");
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if id == auth.session_id {
+        clear_cookie(&state, res.headers_mut());
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    #[default]
+    All,
+    Others,
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    #[serde(default)]
+    scope: Scope,
+}
+
+async fn revoke_many(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Response, ApiError> {
+    let keep = (q.scope == Scope::Others).then_some(auth.session_id);
+    let revoked =
+        db::sessions::revoke_all(&state.db, auth.user_id, keep, RevokeReason::UserRevoked).await?;
+    tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "sessions revoked by their user");
+    let mut res = axum::Json(Revoked {
+        revoked: revoked.len(),
+    })
+    .into_response();
+    if keep.is_none() {
+        clear_cookie(&state, res.headers_mut());
+    }
+    Ok(res)
+}
+
+fn clear_cookie(state: &AppState, headers: &mut HeaderMap) {
+    headers.append(header::SET_COOKIE, state.cookies.clear());
+}

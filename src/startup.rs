@@ -1,0 +1,165 @@
+//! Building the application from a [`Config`]: database, keys, secrets, router, listener.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{
+        cookies::CookieSettings,
+        jwt::{Jwt, KeyMaterial, KeySet, LEEWAY_SECS},
+        password::PasswordHasher,
+        refresh::SuccessorKey,
+    },
+    config::Config,
+    db, domain, http,
+    state::AppState,
+};
+
+/// Most password hashes waiting or running at once; beyond it logins get 503.
+const HASH_QUEUE: usize = 256;
+
+/// Connects (creating the database if needed) with bounded retries, then migrates.
+pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
+    let deadline = Instant::now() + config.db_connect_timeout;
+    let mut attempt = 0u32;
+    let pool = loop {
+        attempt += 1;
+        let result = async {
+            db::create_database_if_missing(&config.database_url).await?;
+            db::connect(&config.database_url, config.db_max_connections).await
+        }
+        .await;
+        match result {
+            Ok(pool) => break pool,
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(attempt, error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    500 * u64::from(attempt.min(4)),
+                ))
+                .await;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot reach the database named by DATABASE_URL after {attempt} attempts: {e}"
+                ));
+            }
+        }
+    };
+    db::migrate(&pool)
+        .await
+        .context("running database migrations")?;
+    Ok(pool)
+}
+
+/// Loads (or on first start generates) the signing keys. With AUTHD_SIGNING_KEY_FILE, that key
+/// becomes the signing key if it is not already.
+pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet> {
+    if let Some(path) = &config.signing_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("AUTHD_SIGNING_KEY_FILE: cannot read {}", path.display()))?;
+        let key = KeyMaterial::from_pem(&text)
+            .map_err(|e| anyhow::anyhow!("AUTHD_SIGNING_KEY_FILE: {}: {e}", path.display()))?;
+        let current = db::keys::load_active(pool, token_lifetime(config)).await?;
+        if current.as_ref().map(|k| k.signing.kid.as_str()) != Some(key.kid.as_str()) {
+            db::keys::install(pool, &key).await?;
+            tracing::info!(kid = %key.kid, "signing key from AUTHD_SIGNING_KEY_FILE installed");
+        }
+    } else {
+        db::keys::ensure_signing_key(pool).await?;
+    }
+    let active = db::keys::load_active(pool, token_lifetime(config))
+        .await?
+        .context("no active signing key in the database")?;
+    Ok(KeySet::new(&active.signing, &active.published))
+}
+
+/// How long after a key stops signing its tokens may still verify.
+pub fn token_lifetime(config: &Config) -> std::time::Duration {
+    config.access_ttl + std::time::Duration::from_secs(LEEWAY_SECS)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Everything a server needs, bound to its port, not yet serving.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = prepare_database(&config).await?;
+        let keys = load_keys(&pool, &config).await?;
+        let secret = db::keys::server_secret(&pool, "refresh_successor").await?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cores, HASH_QUEUE))
+            .await?
+            .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
+        domain::preload_common_passwords();
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
+        let state = AppState {
+            db: pool,
+            jwt: Arc::new(Jwt::new(
+                keys,
+                &config.issuer.url,
+                &config.audience,
+                config.access_ttl,
+            )),
+            hasher: Arc::new(hasher),
+            successor_key: Arc::new(SuccessorKey::new(&secret)),
+            cookies: Arc::new(CookieSettings::from_config(&config)),
+            config: Arc::new(config),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = http::router(self.state.clone());
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
