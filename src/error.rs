@@ -193,7 +193,11 @@ impl From<sqlx::Error> for ApiError {
         match &err {
             // The pool could not hand out a connection in time, or the database is gone:
             // a retryable 503, not a 500.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => {
                 tracing::warn!(error = %err, "database unavailable");
                 ApiError::Unavailable
             }
@@ -206,9 +210,11 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// SQLSTATE classes that mean "the database cannot serve us right now".
+/// SQLSTATEs that mean "the database cannot serve us right now": connection exceptions (08),
+/// shutdown/crash (57P), too many connections (53300), and a database or login that is gone
+/// (3D000, 28xxx) while we try to (re)connect.
 fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
-    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57P") || c == "53300")
+    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57P") || c.starts_with("28") || c == "53300" || c == "3D000")
 }
 
 /// A Bearer-authentication failure: the same problem, plus the RFC 6750 challenge.

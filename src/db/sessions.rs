@@ -174,7 +174,10 @@ pub async fn inspect_token(
                 (s.expires_at <= now() OR s.absolute_expires_at <= now()) AS session_expired,
                 n.token_hash IS NOT NULL AS successor_exists,
                 n.used_at IS NOT NULL AS successor_used,
-                GREATEST(0, floor(extract(epoch FROM s.expires_at - now())))::int8 AS max_age_secs,
+                -- Measured from the rotation instant (used_at = that statement's now()), so a
+                -- replay gets the byte-identical cookie the rotation sent.
+                GREATEST(0, floor(extract(epoch FROM s.expires_at - COALESCE(t.used_at, now()))))::int8
+                    AS max_age_secs,
                 u.id, u.email, u.roles, u.disabled, u.created_at
          FROM refresh_tokens t
          JOIN sessions s ON s.id = t.session_id

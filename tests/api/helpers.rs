@@ -1,0 +1,339 @@
+//! `spawn_app`: a real authd on 127.0.0.1:<random port> with its own fresh database, dropped
+//! (WITH FORCE) when the test ends. Cookies are handled by hand so tests can replay old tokens.
+
+use std::{sync::OnceLock, time::Duration};
+
+use authd::{cli::Cli, config::Config, startup::Application};
+use clap::Parser;
+use reqwest::{Response, StatusCode, header};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "a perfectly fine passphrase";
+
+pub fn server_url() -> String {
+    std::env::var("AUTHD_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub db_name: String,
+}
+
+/// The config a test starts from: defaults, then the test's database and a random port.
+pub fn test_config(db_name: &str) -> Config {
+    // Parse from an empty command line; env vars of the test process are ignored below for
+    // the settings that must be per-test.
+    let mut config = Cli::try_parse_from(["authd"])
+        .expect("default config parses")
+        .config;
+    config.database_url = format!("{}/{}", server_url(), db_name);
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.db_max_connections = 8;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let mut config = test_config(&db_name);
+    customize(&mut config);
+    spawn_with_config(config, db_name).await
+}
+
+/// Starts one more server on the same database as `other` (several instances).
+pub async fn spawn_on_same_db(other: &TestApp, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&other.db_name);
+    customize(&mut config);
+    let mut app = spawn_with_config(config, other.db_name.clone()).await;
+    app.db_name = String::new(); // the first app owns (and drops) the database
+    app
+}
+
+/// Starts a server on an existing (or to-be-created) database that the returned app owns.
+pub async fn spawn_with_db(config: Config, db_name: String) -> TestApp {
+    spawn_with_config(config, db_name).await
+}
+
+async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
+    init_logs();
+    let app = Application::build(config).await.expect("app builds");
+    let addr = app.local_addr().unwrap();
+    let db = app.state().db.clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        base: format!("http://{addr}"),
+        client,
+        db,
+        db_name,
+    }
+}
+
+fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            authd::telemetry::init(None);
+        }
+    });
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.db_name.is_empty() {
+            return;
+        }
+        let name = std::mem::take(&mut self.db_name);
+        // Drop runs inside the test's runtime: do the cleanup on a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) =
+                    PgConnection::connect(&format!("{}/postgres", server_url())).await
+                {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// What a login (or refresh) returned.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub session_id: Uuid,
+    pub body: Value,
+    pub set_cookie: String,
+}
+
+/// All `Set-Cookie` headers of a response.
+pub fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// The refresh cookie's `Set-Cookie` header (exactly one expected).
+pub fn refresh_set_cookie(res: &Response) -> String {
+    let all: Vec<String> = set_cookies(res)
+        .into_iter()
+        .filter(|c| c.starts_with("authd_refresh="))
+        .collect();
+    assert_eq!(all.len(), 1, "exactly one refresh Set-Cookie: {all:?}");
+    all[0].clone()
+}
+
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// Whether a `Set-Cookie` header deletes the refresh cookie.
+pub fn is_clearing(set_cookie: &str) -> bool {
+    set_cookie.starts_with("authd_refresh=;") && set_cookie.contains("Max-Age=0")
+}
+
+pub async fn problem(res: Response) -> (StatusCode, String, Value) {
+    let status = res.status();
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/problem+json"),
+        "problem content type for {body}"
+    );
+    assert_eq!(body["status"], status.as_u16(), "status field matches");
+    assert_eq!(body["type"], "about:blank");
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_string(),
+        body,
+    )
+}
+
+/// Asserts a problem response with this status and code.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    let (s, c, body) = problem(res).await;
+    assert_eq!(
+        (s.as_u16(), c.as_str()),
+        (status, code),
+        "unexpected problem {body}"
+    );
+    body
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/register",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/login",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers (if needed) and logs in; panics unless both succeed.
+    pub async fn signup_and_login(&self, email: &str) -> Tokens {
+        let r = self.register(email, PASSWORD).await;
+        assert!(
+            r.status() == 201 || r.status() == 409,
+            "register: {}",
+            r.status()
+        );
+        self.login(email).await
+    }
+
+    pub async fn login(&self, email: &str) -> Tokens {
+        let res = self.login_response(email, PASSWORD).await;
+        assert_eq!(res.status(), 200, "login of {email}");
+        tokens_from(res).await
+    }
+
+    /// A user with the admin role, logged in.
+    pub async fn admin(&self) -> Tokens {
+        let r = self.register("admin@example.test", PASSWORD).await;
+        assert_eq!(r.status(), 201);
+        sqlx::query("UPDATE users SET roles = '{admin}' WHERE email = 'admin@example.test'")
+            .execute(&self.db)
+            .await
+            .unwrap();
+        self.login("admin@example.test").await
+    }
+
+    pub async fn refresh_with(&self, cookie_value: &str) -> Response {
+        self.client
+            .post(self.url("/auth/refresh"))
+            .header(header::COOKIE, format!("authd_refresh={cookie_value}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Refreshes, expecting success.
+    pub async fn refresh(&self, cookie_value: &str) -> Tokens {
+        let res = self.refresh_with(cookie_value).await;
+        assert_eq!(res.status(), 200, "refresh");
+        tokens_from(res).await
+    }
+
+    pub async fn get(&self, path: &str, access: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, access: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn me_status(&self, access: &str) -> u16 {
+        self.get("/auth/me", access).await.status().as_u16()
+    }
+
+    pub async fn user_id(&self, email: &str) -> Uuid {
+        sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoked_reason(&self, session_id: Uuid) -> Option<String> {
+        sqlx::query_scalar("SELECT revoked_reason FROM sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn tokens_from(res: Response) -> Tokens {
+    let set_cookie = refresh_set_cookie(&res);
+    let body: Value = res.json().await.unwrap();
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_string(),
+        refresh: cookie_value(&set_cookie),
+        session_id: body["session_id"].as_str().unwrap().parse().unwrap(),
+        body,
+        set_cookie,
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,15 @@
+//! authd's integration tests: one binary, a fresh database and a real server per test.
+
+mod helpers;
+
+mod admin;
+mod cli;
+mod errors;
+mod login;
+mod logout;
+mod ops;
+mod password;
+mod refresh;
+mod register;
+mod sessions;
+mod tokens;

@@ -1,0 +1,128 @@
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone_and_healthz_still_200() {
+    let app = spawn_app().await;
+    let admin_url = format!("{}/postgres", server_url());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"DROP DATABASE "{}" WITH (FORCE)"#,
+        app.db_name
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let unready = eventually(std::time::Duration::from_secs(10), || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 503
+    })
+    .await;
+    assert!(unready);
+    assert_problem(
+        app.client.get(app.url("/readyz")).send().await.unwrap(),
+        503,
+        "unavailable",
+    )
+    .await;
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A login now is a 503, not a 500 or a hang.
+    let res = app.login_response("ann@example.test", PASSWORD).await;
+    assert_problem(res, 503, "unavailable").await;
+}
+
+#[tokio::test]
+async fn jwks_publishes_the_signing_key() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cc = res.headers()["cache-control"].to_str().unwrap().to_string();
+    assert!(cc.starts_with("public, max-age="), "{cc}");
+    let body: Value = res.json().await.unwrap();
+    let keys = body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let k = &keys[0];
+    assert_eq!(
+        (
+            k["kty"].as_str(),
+            k["crv"].as_str(),
+            k["alg"].as_str(),
+            k["use"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+    );
+    let kid: String = sqlx::query_scalar("SELECT kid FROM signing_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(k["kid"], kid);
+    assert!(k.get("d").is_none(), "never the private part");
+
+    // A token verifies with nothing but the published key.
+    let t = app.signup_and_login("ann@example.test").await;
+    let key = jsonwebtoken::DecodingKey::from_ed_components(k["x"].as_str().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    v.set_audience(&["authd"]);
+    jsonwebtoken::decode::<Value>(&t.access, &key, &v).expect("verifies with the JWKS key");
+}
+
+#[tokio::test]
+async fn a_second_instance_shares_keys_and_secrets() {
+    let a = spawn_app().await;
+    let b = spawn_on_same_db(&a, |_| {}).await;
+    let t = a.signup_and_login("ann@example.test").await;
+    assert_eq!(b.me_status(&t.access).await, 200, "B verifies A's tokens");
+    let t1 = b.refresh(&t.refresh).await;
+    // A replay on A within grace gets the byte-identical successor B issued.
+    let again = a.refresh(&t.refresh).await;
+    assert_eq!(again.set_cookie, t1.set_cookie);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+        .fetch_one(&a.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "one key generated, not one per instance");
+}

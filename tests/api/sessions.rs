@@ -1,0 +1,170 @@
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+async fn list(app: &TestApp, access: &str) -> Vec<Value> {
+    let res = app.get("/auth/sessions", access).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["sessions"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn lists_live_sessions_newest_first_with_current() {
+    let app = spawn_app().await;
+    let first = app.signup_and_login("ann@example.test").await;
+    let second = app.login("ann@example.test").await;
+    let third = app.login("ann@example.test").await;
+    app.signup_and_login("bob@example.test").await;
+    sqlx::query("UPDATE sessions SET revoked_at = now() WHERE id = $1")
+        .bind(third.session_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let sessions = list(&app, &first.access).await;
+    let ids: Vec<&str> = sessions.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [second.session_id.to_string(), first.session_id.to_string()],
+        "live, newest first, only Ann's"
+    );
+    assert_eq!(sessions[0]["current"], false);
+    assert_eq!(sessions[1]["current"], true);
+    for key in [
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "absolute_expires_at",
+        "user_agent",
+        "ip",
+    ] {
+        assert!(sessions[0].get(key).is_some(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_session_signs_out_that_device() {
+    let app = spawn_app().await;
+    let laptop = app.signup_and_login("ann@example.test").await;
+    let phone = app.login("ann@example.test").await;
+    let res = app
+        .delete(
+            &format!("/auth/sessions/{}", phone.session_id),
+            &laptop.access,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        app.revoked_reason(phone.session_id).await.as_deref(),
+        Some("user_revoked")
+    );
+    assert_problem(
+        app.refresh_with(&phone.refresh).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    assert_problem(
+        app.get("/auth/me", &phone.access).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    assert_eq!(list(&app, &laptop.access).await.len(), 1);
+    assert_eq!(app.me_status(&laptop.access).await, 200);
+}
+
+#[tokio::test]
+async fn someone_elses_or_unknown_sessions_are_404() {
+    let app = spawn_app().await;
+    let ann = app.signup_and_login("ann@example.test").await;
+    let bob = app.signup_and_login("bob@example.test").await;
+    let path = format!("/auth/sessions/{}", bob.session_id);
+    assert_problem(
+        app.delete(&path, &ann.access).await,
+        404,
+        "session_not_found",
+    )
+    .await;
+    assert!(
+        app.revoked_reason(bob.session_id).await.is_none(),
+        "Bob's session untouched"
+    );
+    let unknown = format!("/auth/sessions/{}", Uuid::new_v4());
+    assert_problem(
+        app.delete(&unknown, &ann.access).await,
+        404,
+        "session_not_found",
+    )
+    .await;
+    assert_problem(
+        app.delete("/auth/sessions/not-a-uuid", &ann.access).await,
+        404,
+        "session_not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn revoke_others_keeps_the_current_session() {
+    let app = spawn_app().await;
+    let current = app.signup_and_login("ann@example.test").await;
+    let a = app.login("ann@example.test").await;
+    let b = app.login("ann@example.test").await;
+    let res = app
+        .delete("/auth/sessions?scope=others", &current.access)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["revoked"], 2);
+    for t in [&a, &b] {
+        assert_problem(app.refresh_with(&t.refresh).await, 401, "session_revoked").await;
+        assert_eq!(app.me_status(&t.access).await, 401);
+    }
+    assert_eq!(app.me_status(&current.access).await, 200);
+    app.refresh(&current.refresh).await;
+}
+
+#[tokio::test]
+async fn revoke_all_includes_the_current_session() {
+    let app = spawn_app().await;
+    let current = app.signup_and_login("ann@example.test").await;
+    let other = app.login("ann@example.test").await;
+    for path in ["/auth/sessions?scope=all", "/auth/sessions"] {
+        let res = app.delete(path, &current.access).await;
+        if path.ends_with("all") {
+            assert_eq!(res.status(), 200);
+            assert!(set_cookies(&res).iter().any(|c| is_clearing(c)));
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["revoked"], 2);
+        } else {
+            // The caller's own token is now revoked too.
+            assert_problem(res, 401, "session_revoked").await;
+        }
+    }
+    for t in [&current, &other] {
+        assert_problem(app.refresh_with(&t.refresh).await, 401, "session_revoked").await;
+    }
+}
+
+#[tokio::test]
+async fn default_scope_is_all_and_bad_scopes_are_400() {
+    let app = spawn_app().await;
+    let t = app.signup_and_login("ann@example.test").await;
+    assert_problem(
+        app.delete("/auth/sessions?scope=everything", &t.access)
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let body: Value = app
+        .delete("/auth/sessions", &t.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["revoked"], 1);
+}
