@@ -68,6 +68,8 @@ pub enum ApiError {
     UserNotFound,
     #[error("this email is already registered")]
     EmailTaken,
+    #[error("the request took too long")]
+    RequestTimeout,
     #[error("too many requests; retry later")]
     RateLimited { retry_after_secs: u64 },
     #[error("the service is temporarily unavailable; retry later")]
@@ -98,6 +100,7 @@ impl ApiError {
             Forbidden | CsrfRejected | RegistrationClosed => StatusCode::FORBIDDEN,
             NotFound | SessionNotFound | UserNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             EmailTaken => StatusCode::CONFLICT,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +134,7 @@ impl ApiError {
             SessionNotFound => "session_not_found",
             UserNotFound => "user_not_found",
             EmailTaken => "email_taken",
+            RequestTimeout => "request_timeout",
             RateLimited { .. } => "rate_limited",
             Unavailable => "unavailable",
             Internal(_) => "internal",

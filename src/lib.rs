@@ -5,6 +5,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

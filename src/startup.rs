@@ -15,6 +15,7 @@ use crate::{
     },
     config::Config,
     db, domain, http,
+    ratelimit::{self, RateLimits},
     state::AppState,
 };
 
@@ -113,6 +114,7 @@ impl Application {
             hasher: Arc::new(hasher),
             successor_key: Arc::new(SuccessorKey::new(&secret)),
             cookies: Arc::new(CookieSettings::from_config(&config)),
+            rate_limits: config.rate_limit.then(|| Arc::new(RateLimits::new())),
             config: Arc::new(config),
         };
         Ok(Self { listener, state })
@@ -132,6 +134,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
+        if let Some(rl) = self.state.rate_limits.clone() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ratelimit::HOUSEKEEPING_EVERY);
+                loop {
+                    tick.tick().await;
+                    rl.housekeeping();
+                }
+            });
+        }
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         axum::serve(
             self.listener,

@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use crate::{
     auth::{cookies::CookieSettings, jwt::Jwt, password::PasswordHasher, refresh::SuccessorKey},
     config::Config,
+    error::ApiError,
+    ratelimit::RateLimits,
 };
 
 #[derive(Clone)]
@@ -17,4 +19,19 @@ pub struct AppState {
     pub hasher: Arc<PasswordHasher>,
     pub successor_key: Arc<SuccessorKey>,
     pub cookies: Arc<CookieSettings>,
+    /// `None` when AUTHD_RATE_LIMIT=off.
+    pub rate_limits: Option<Arc<RateLimits>>,
+}
+
+impl AppState {
+    /// Applies a rate limit if limits are on and the client address is known.
+    pub fn limit(
+        &self,
+        check: impl FnOnce(&RateLimits) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        match &self.rate_limits {
+            Some(rl) => check(rl),
+            None => Ok(()),
+        }
+    }
 }

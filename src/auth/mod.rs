@@ -2,6 +2,7 @@
 //! extractors that authenticate requests.
 
 pub mod cookies;
+pub mod csrf;
 pub mod extractors;
 pub mod jwt;
 pub mod password;

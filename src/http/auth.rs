@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{
     auth::{
         cookies::PresentedCookie,
+        csrf::CsrfChecked,
         extractors::{AuthUser, ClientInfo, bearer_token},
         refresh::{self, RefreshToken},
     },
@@ -114,6 +115,9 @@ async fn login(
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
     let (email, password) = parse_credentials(body, Password::parse)?;
+    if let Some(ip) = client.ip {
+        state.limit(|rl| rl.login(ip, &email))?;
+    }
     let found = db::users::credentials_by_email(&state.db, &email).await?;
     // Unknown email and wrong password take the same path: one argon2 verification.
     let ok = state
@@ -150,7 +154,17 @@ async fn login(
     token_response(&state, session.id, user, cookie)
 }
 
-async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn refresh(
+    _csrf: CsrfChecked,
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(ip) = client.ip
+        && let Err(e) = state.limit(|rl| rl.refresh(ip))
+    {
+        return e.into_response();
+    }
     let token = match state.cookies.read(&headers) {
         PresentedCookie::Missing => return ApiError::RefreshTokenMissing.into_response(),
         PresentedCookie::Malformed => {
@@ -198,7 +212,11 @@ fn clear_cookie(state: &AppState, mut res: Response) -> Response {
 }
 
 /// Ends the session of the refresh cookie (or, without one, of the Bearer token). Idempotent.
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn logout(
+    _csrf: CsrfChecked,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let mut session = None;
     if let PresentedCookie::Token(t) = state.cookies.read(&headers) {
         session = db::sessions::by_token(&state.db, &t.hash())

@@ -1,0 +1,213 @@
+//! Rate limits (GCRA, `governor`), keyed by client IP (IPv6 by /64) and by (IP, email):
+//! login 5/min per (IP, email) and 20/min per IP, register 10/min per IP, refresh 120/min per IP,
+//! each with a burst of that size. Keys are fixed-size (the email is hashed with a per-process
+//! random key), stale keys are dropped every few seconds, and each store is capped, so a flood
+//! of distinct keys cannot grow memory without bound.
+
+use std::{
+    hash::{BuildHasher, Hash},
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+
+use crate::{domain::Email, error::ApiError};
+
+/// Most keys one limiter holds; beyond it (after dropping stale keys) the limiter is reset.
+pub const MAX_KEYS: usize = 100_000;
+/// How often stale keys are dropped.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// A client address as rate limits see it: IPv4, or the /64 network of an IPv6 address (one
+/// host usually owns a whole /64).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ClientKey(u128);
+
+impl From<IpAddr> for ClientKey {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(u128::from(u32::from(v4))),
+                None => Self(u128::from(v6) & !((1u128 << 64) - 1)),
+            },
+        }
+    }
+}
+
+/// One keyed limiter that can be replaced wholesale when its key store is full.
+struct Limiter<K: Hash + Eq + Clone> {
+    quota: Quota,
+    inner: RwLock<Arc<DefaultKeyedRateLimiter<K>>>,
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    fn per_minute(n: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            quota,
+            inner: RwLock::new(Arc::new(RateLimiter::keyed(quota))),
+        }
+    }
+
+    fn current(&self) -> Arc<DefaultKeyedRateLimiter<K>> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn check(&self, key: &K) -> Result<(), ApiError> {
+        let mut limiter = self.current();
+        if limiter.len() >= MAX_KEYS {
+            limiter.retain_recent();
+            if limiter.len() >= MAX_KEYS {
+                // Only a flood of distinct keys gets here. Bounded memory wins over the limits
+                // of the keys forgotten; the per-IP limits keep working for new requests.
+                tracing::warn!(
+                    keys = limiter.len(),
+                    "rate-limit key store full; starting a fresh one"
+                );
+                let fresh = Arc::new(RateLimiter::keyed(self.quota));
+                *self.inner.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                limiter = fresh;
+            }
+        }
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }
+        })
+    }
+
+    fn housekeeping(&self) {
+        let limiter = self.current();
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.current().len()
+    }
+}
+
+pub struct RateLimits {
+    login_ip: Limiter<ClientKey>,
+    login_ip_email: Limiter<(ClientKey, u64)>,
+    register_ip: Limiter<ClientKey>,
+    refresh_ip: Limiter<ClientKey>,
+    email_hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RateLimits {
+    pub fn new() -> Self {
+        Self {
+            login_ip: Limiter::per_minute(20),
+            login_ip_email: Limiter::per_minute(5),
+            register_ip: Limiter::per_minute(10),
+            refresh_ip: Limiter::per_minute(120),
+            email_hasher: Default::default(),
+        }
+    }
+
+    /// Checked before the password is, so a correct password during a limit still gets 429.
+    pub fn login(&self, ip: IpAddr, email: &Email) -> Result<(), ApiError> {
+        let ip = ClientKey::from(ip);
+        self.login_ip.check(&ip)?;
+        self.login_ip_email
+            .check(&(ip, self.email_hasher.hash_one(email.as_str())))
+    }
+
+    pub fn register(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.register_ip.check(&ClientKey::from(ip))
+    }
+
+    pub fn refresh(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.refresh_ip.check(&ClientKey::from(ip))
+    }
+
+    /// Drops keys whose limits have fully replenished.
+    pub fn housekeeping(&self) {
+        self.login_ip.housekeeping();
+        self.login_ip_email.housekeeping();
+        self.register_ip.housekeeping();
+        self.refresh_ip.housekeeping();
+    }
+
+    /// Keys held right now (for metrics and tests).
+    pub fn keys(&self) -> usize {
+        self.login_ip.len()
+            + self.login_ip_email.len()
+            + self.register_ip.len()
+            + self.refresh_ip.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn login_limits_per_ip_and_email() {
+        let rl = RateLimits::new();
+        let ann = Email::parse("e", "ann@example.test").unwrap();
+        for _ in 0..5 {
+            rl.login(ip(1), &ann).unwrap();
+        }
+        let Err(ApiError::RateLimited { retry_after_secs }) = rl.login(ip(1), &ann) else {
+            panic!("6th is limited")
+        };
+        assert!((1..=12).contains(&retry_after_secs), "{retry_after_secs}");
+        // Another email from the same IP still works, until the per-IP limit.
+        let mut ok = 0;
+        for i in 0..40 {
+            let e = Email::parse("e", &format!("u{i}@example.test")).unwrap();
+            if rl.login(ip(1), &e).is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(
+            ok,
+            20 - 6,
+            "per-IP burst of 20 (6 already used, the limited one included)"
+        );
+        assert!(rl.login(ip(2), &ann).is_ok(), "other IPs are separate");
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_64_and_mapped_v4_by_v4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ClientKey::from(a), ClientKey::from(b));
+        assert_ne!(ClientKey::from(a), ClientKey::from(c));
+        let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(
+            ClientKey::from(mapped),
+            ClientKey::from(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        );
+        let _ = Ipv6Addr::LOCALHOST;
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_bounded() {
+        let rl = RateLimits::new();
+        for n in 0..(MAX_KEYS as u32 * 2) {
+            let _ = rl.refresh(ip(n));
+        }
+        assert!(rl.keys() <= MAX_KEYS, "{} keys held", rl.keys());
+    }
+}
