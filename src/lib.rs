@@ -6,6 +6,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ratelimit;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -144,12 +144,7 @@ impl Application {
             });
         }
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        crate::server::serve(self.listener, app, shutdown).await;
         self.state.db.close().await;
         Ok(())
     }

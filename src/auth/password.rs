@@ -23,6 +23,8 @@ pub struct PasswordHasher {
     /// Requests waiting for a permit or hashing right now.
     in_queue: AtomicUsize,
     max_queue: usize,
+    /// Argon2 computations finished (hashes and verifications), for metrics and tests.
+    completed: Arc<AtomicUsize>,
     /// Verified against when the email is unknown, so that case costs the same as a wrong password.
     dummy_hash: String,
 }
@@ -39,6 +41,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             in_queue: AtomicUsize::new(0),
             max_queue: max_queue.max(1),
+            completed: Arc::new(AtomicUsize::new(0)),
             dummy_hash,
         })
     }
@@ -46,6 +49,11 @@ impl PasswordHasher {
     /// How many hash/verify requests are waiting or running.
     pub fn queue_depth(&self) -> usize {
         self.in_queue.load(Ordering::Relaxed)
+    }
+
+    /// How many argon2 hashes/verifications have completed.
+    pub fn completed(&self) -> usize {
+        self.completed.load(Ordering::Relaxed)
     }
 
     /// A PHC string for a new password.
@@ -90,10 +98,12 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(ApiError::internal)?;
+        let completed = self.completed.clone();
         // The permit moves into the blocking task: if the client goes away, the hash still
         // finishes before another one may start, so the bound holds.
         tokio::task::spawn_blocking(move || {
             let out = work();
+            completed.fetch_add(1, Ordering::Relaxed);
             drop(permit);
             out
         })
@@ -136,6 +146,11 @@ mod tests {
         assert!(!h.verify("correct horse battery", None).await.unwrap());
         assert!(!h.verify("x", Some("not a phc string")).await.unwrap());
         assert_eq!(h.queue_depth(), 0);
+        assert_eq!(
+            h.completed(),
+            5,
+            "an unknown email (None) costs a verification too"
+        );
     }
 
     #[tokio::test]

@@ -57,10 +57,14 @@ fn parse_credentials<P>(
 
 async fn register(
     State(state): State<AppState>,
+    client: ClientInfo,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
     if !state.config.open_registration {
         return Err(ApiError::RegistrationClosed);
+    }
+    if let Some(ip) = client.ip {
+        state.limit(|rl| rl.register(ip))?;
     }
     let (email, password) = parse_credentials(body, NewPassword::parse)?;
     // Cheap check first, so a taken email costs no hashing; the unique index decides races.

@@ -22,6 +22,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: PgPool,
     pub db_name: String,
+    pub state: authd::state::AppState,
 }
 
 /// The config a test starts from: defaults, then the test's database and a random port.
@@ -66,7 +67,8 @@ async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
     init_logs();
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
-    let db = app.state().db.clone();
+    let state = app.state().clone();
+    let db = state.db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -78,6 +80,7 @@ async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
         client,
         db,
         db_name,
+        state,
     }
 }
 

@@ -1,8 +1,10 @@
 //! authd's integration tests: one binary, a fresh database and a real server per test.
 
 mod helpers;
+mod hostile;
 
 mod admin;
+mod browser_safety;
 mod cli;
 mod errors;
 mod login;
