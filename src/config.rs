@@ -138,6 +138,25 @@ pub struct Config {
         global = true
     )]
     pub signing_key_file: Option<PathBuf>,
+
+    /// Shared secret resource servers present to POST /auth/introspect (RFC 7662); unset:
+    /// introspection is disabled (404). At least 32 characters.
+    #[arg(
+        long,
+        env = "AUTHD_INTROSPECTION_SECRET",
+        value_name = "AUTHD_INTROSPECTION_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub introspection_secret: Option<String>,
+
+    /// How often expired and revoked sessions are deleted.
+    #[arg(long, env = "AUTHD_CLEANUP_INTERVAL", value_name = "AUTHD_CLEANUP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub cleanup_interval: Duration,
+
+    /// How long ended sessions are kept (visible to admins) before cleanup deletes them.
+    #[arg(long, env = "AUTHD_CLEANUP_RETENTION", value_name = "AUTHD_CLEANUP_RETENTION", default_value = "1d", value_parser = parse_duration, global = true)]
+    pub cleanup_retention: Duration,
 }
 
 /// SameSite attribute values.
@@ -199,6 +218,14 @@ impl Config {
                 self.cookie_path
             ));
         }
+        // Checked here, not by clap, so the error line never echoes the secret.
+        if self
+            .introspection_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            return Err("AUTHD_INTROSPECTION_SECRET must be at least 32 characters".into());
+        }
         if self.session_max_age < self.access_ttl {
             return Err("AUTHD_SESSION_MAX_AGE must not be shorter than AUTHD_ACCESS_TTL".into());
         }
@@ -234,6 +261,12 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("metrics_bind", &self.metrics_bind)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field(
+                "introspection_secret",
+                &self.introspection_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("cleanup_retention", &self.cleanup_retention)
             .finish_non_exhaustive()
     }
 }

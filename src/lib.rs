@@ -1,12 +1,16 @@
 pub mod auth;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod ratelimit;
+pub mod revocation;
 pub mod server;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod usercache;

@@ -14,9 +14,11 @@ use crate::{
         refresh::SuccessorKey,
     },
     config::Config,
-    db, domain, http,
+    db, domain, http, notify,
     ratelimit::{self, RateLimits},
+    revocation::Revocations,
     state::AppState,
+    usercache::UserCache,
 };
 
 /// Most password hashes waiting or running at once; beyond it logins get 503.
@@ -77,6 +79,37 @@ pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet>
     Ok(KeySet::new(&active.signing, &active.published))
 }
 
+/// Swaps in the current key set from the database. Returns when the next retired key expires.
+pub async fn reload_keys(state: &AppState) -> anyhow::Result<Option<std::time::Duration>> {
+    let active = db::keys::load_active(&state.db, token_lifetime(&state.config))
+        .await?
+        .context("no active signing key in the database")?;
+    let set = KeySet::new(&active.signing, &active.published);
+    let changed = {
+        let current = state.jwt.keys();
+        current.signing_kid() != set.signing_kid() || current.kids().count() != set.kids().count()
+    };
+    if changed {
+        tracing::info!(signing_kid = %set.signing_kid(), published = set.kids().count(), "signing keys reloaded");
+    }
+    state.jwt.replace_keys(set);
+    *state.last_key_reload.lock().await = Some(Instant::now());
+    Ok(active.next_change)
+}
+
+/// Reloads keys now unless that happened in the last second (a token with an unknown `kid` may
+/// come from an instance that rotated a moment ago; an attacker's random kids cost at most one
+/// query per second).
+pub async fn reload_keys_throttled(state: &AppState) -> bool {
+    {
+        let last = state.last_key_reload.lock().await;
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+    }
+    reload_keys(state).await.is_ok()
+}
+
 /// How long after a key stops signing its tokens may still verify.
 pub fn token_lifetime(config: &Config) -> std::time::Duration {
     config.access_ttl + std::time::Duration::from_secs(LEEWAY_SECS)
@@ -85,6 +118,7 @@ pub fn token_lifetime(config: &Config) -> std::time::Duration {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    listener_pool: PgPool,
 }
 
 impl Application {
@@ -100,6 +134,7 @@ impl Application {
             .await?
             .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
         domain::preload_common_passwords();
+        let listener_pool = notify::listener_pool(&config).await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
@@ -115,9 +150,17 @@ impl Application {
             successor_key: Arc::new(SuccessorKey::new(&secret)),
             cookies: Arc::new(CookieSettings::from_config(&config)),
             rate_limits: config.rate_limit.then(|| Arc::new(RateLimits::new())),
+            revocations: Arc::new(Revocations::new(token_lifetime(&config))),
+            users: Arc::new(UserCache::default()),
+            keys_changed: Arc::new(tokio::sync::Notify::new()),
+            last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
             config: Arc::new(config),
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            listener_pool,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -134,6 +177,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
+        notify::spawn(self.state.clone(), self.listener_pool.clone());
+        let config = &self.state.config;
+        tokio::spawn(crate::cleanup::run_forever(
+            self.state.db.clone(),
+            config.cleanup_interval,
+            config.cleanup_retention,
+        ));
         if let Some(rl) = self.state.rate_limits.clone() {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(ratelimit::HOUSEKEEPING_EVERY);

@@ -9,6 +9,8 @@ use crate::{
     config::Config,
     error::ApiError,
     ratelimit::RateLimits,
+    revocation::Revocations,
+    usercache::UserCache,
 };
 
 #[derive(Clone)]
@@ -21,6 +23,13 @@ pub struct AppState {
     pub cookies: Arc<CookieSettings>,
     /// `None` when AUTHD_RATE_LIMIT=off.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// The revoked-session deny-list (fed by NOTIFY).
+    pub revocations: Arc<Revocations>,
+    /// Users by id for /auth/me (invalidated by NOTIFY).
+    pub users: Arc<UserCache>,
+    /// Signalled when the signing keys changed in the database.
+    pub keys_changed: Arc<tokio::sync::Notify>,
+    pub last_key_reload: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl AppState {

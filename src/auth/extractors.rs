@@ -9,8 +9,8 @@ use axum::{
 use uuid::Uuid;
 
 use crate::{
-    db,
     error::{ApiError, BearerRejection},
+    startup,
     state::AppState,
 };
 
@@ -49,10 +49,19 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 impl AuthUser {
-    /// Verifies a Bearer token and checks that its session is not revoked.
+    /// Verifies a Bearer token and checks that its session is not revoked (in memory while
+    /// the deny-list is live, else in the database).
     pub async fn authenticate(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let claims = state.jwt.verify(token)?;
-        if db::sessions::is_revoked(&state.db, claims.sid).await? {
+        let claims = match state.jwt.verify(token) {
+            Err(ApiError::InvalidToken)
+                if state.jwt.has_unknown_kid(token)
+                    && startup::reload_keys_throttled(state).await =>
+            {
+                state.jwt.verify(token)?
+            }
+            other => other?,
+        };
+        if state.revocations.is_revoked(&state.db, claims.sid).await? {
             return Err(ApiError::SessionRevoked);
         }
         Ok(Self {

@@ -246,6 +246,17 @@ impl Jwt {
         jsonwebtoken::encode(&header, &claims, &keys.signing).map_err(ApiError::internal)
     }
 
+    /// Whether the token names a `kid` this instance does not know (it may be newer than our
+    /// key set).
+    pub fn has_unknown_kid(&self, token: &str) -> bool {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return false;
+        };
+        header
+            .kid
+            .is_some_and(|kid| !self.keys().verifying.contains_key(&kid))
+    }
+
     /// Verifies signature and claims. Errors are `token_expired` or `invalid_token`; the
     /// detail never says which check failed beyond that.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {

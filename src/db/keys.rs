@@ -12,14 +12,26 @@ use crate::auth::jwt::KeyMaterial;
 pub struct ActiveKeys {
     pub signing: KeyMaterial,
     pub published: Vec<KeyMaterial>,
+    /// When the next retired key stops being published, if any.
+    pub next_change: Option<Duration>,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    private_der: Vec<u8>,
+    public_key: Vec<u8>,
+    /// Seconds until a retired key stops being published; NULL for the active key.
+    remaining_secs: Option<f64>,
 }
 
 pub async fn load_active(
     db: &PgPool,
     token_lifetime: Duration,
 ) -> Result<Option<ActiveKeys>, sqlx::Error> {
-    let rows: Vec<(String, Vec<u8>, Vec<u8>, bool)> = sqlx::query_as(
-        "SELECT kid, private_der, public_key, retired_at IS NULL
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT kid, private_der, public_key,
+                extract(epoch FROM retired_at + make_interval(secs => $1) - now())::float8 AS remaining_secs
          FROM signing_keys
          WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)
          ORDER BY created_at DESC, kid",
@@ -28,19 +40,29 @@ pub async fn load_active(
     .fetch_all(db)
     .await?;
     let mut signing = None;
+    let mut next_change: Option<Duration> = None;
     let mut published = Vec::with_capacity(rows.len());
-    for (kid, private_der, public_key, active) in rows {
+    for row in rows {
         let key = KeyMaterial {
-            kid,
-            private_der,
-            public_key,
+            kid: row.kid,
+            private_der: row.private_der,
+            public_key: row.public_key,
         };
-        if active && signing.is_none() {
-            signing = Some(key.clone());
+        match row.remaining_secs {
+            None if signing.is_none() => signing = Some(key.clone()),
+            None => {}
+            Some(secs) => {
+                let d = Duration::from_secs_f64(secs.max(0.0));
+                next_change = Some(next_change.map_or(d, |n| n.min(d)));
+            }
         }
         published.push(key);
     }
-    Ok(signing.map(|signing| ActiveKeys { signing, published }))
+    Ok(signing.map(|signing| ActiveKeys {
+        signing,
+        published,
+        next_change,
+    }))
 }
 
 /// Makes `key` the signing key: inserts it (if new) and retires every other active key, which

@@ -288,3 +288,41 @@ pub async fn is_revoked(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<boo
             .await?;
     Ok(live != Some(true))
 }
+
+/// Sessions revoked within `window`, with the unix time of their revocation.
+pub async fn revoked_since(
+    db: impl PgExecutor<'_>,
+    window: Duration,
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, extract(epoch FROM revoked_at)::int8 FROM sessions
+         WHERE revoked_at > now() - make_interval(secs => $1)",
+    )
+    .bind(secs(window))
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes up to `batch` sessions (and, by cascade, their refresh tokens) that ended — revoked or
+/// past their idle expiry — more than `retention` ago. Short transactions; concurrent cleaners
+/// skip each other's rows. Returns how many were deleted.
+pub async fn delete_ended(
+    db: impl PgExecutor<'_>,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM sessions WHERE id IN (
+            SELECT id FROM sessions
+            WHERE expires_at < now() - make_interval(secs => $1)
+               OR revoked_at < now() - make_interval(secs => $1)
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+         )",
+    )
+    .bind(secs(retention))
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}

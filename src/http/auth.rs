@@ -194,6 +194,7 @@ async fn refresh(
         }
         Err(f) => {
             if let Some(sid) = f.revoked_session {
+                state.revocations.insert([sid]);
                 tracing::warn!(session_id = %sid, "refresh token reuse detected; session revoked");
             }
             let status = f.error.status();
@@ -235,15 +236,25 @@ async fn logout(
     }
     if let Some(sid) = session {
         db::sessions::revoke(&state.db, sid, RevokeReason::Logout).await?;
+        state.revocations.insert([sid]);
         tracing::info!(session_id = %sid, "logout");
     }
     Ok(clear_cookie(&state, StatusCode::NO_CONTENT.into_response()))
 }
 
+/// The caller. Served from the user cache while the NOTIFY listener is live (no query).
 async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<User>, ApiError> {
+    let live = state.revocations.is_live();
+    if live && let Some(user) = state.users.get(auth.user_id) {
+        return Ok(axum::Json(user));
+    }
+    let epoch = state.users.epoch();
     let user = db::users::by_id(&state.db, auth.user_id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
+    if live {
+        state.users.insert(epoch, user.clone());
+    }
     Ok(axum::Json(user))
 }
 
@@ -290,6 +301,7 @@ async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    state.revocations.insert(revoked.iter().copied());
     tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod extract;
+pub mod introspect;
 pub mod middleware;
 pub mod ops;
 pub mod sessions;
@@ -17,6 +18,7 @@ use crate::{error::ApiError, state::AppState};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
+        .merge(introspect::router())
         .merge(sessions::router())
         .merge(admin::router())
         .merge(wellknown::router())

@@ -13,5 +13,6 @@ mod ops;
 mod password;
 mod refresh;
 mod register;
+mod revocation;
 mod sessions;
 mod tokens;
