@@ -119,6 +119,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     listener_pool: PgPool,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -135,6 +136,14 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
         domain::preload_common_passwords();
         let listener_pool = notify::listener_pool(&config).await?;
+        let metrics_listener = match config.metrics_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("AUTHD_METRICS_BIND: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
@@ -154,17 +163,26 @@ impl Application {
             users: Arc::new(UserCache::default()),
             keys_changed: Arc::new(tokio::sync::Notify::new()),
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             config: Arc::new(config),
         };
         Ok(Self {
             listener,
             state,
             listener_pool,
+            metrics_listener,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where the separate metrics listener is bound (AUTHD_METRICS_BIND), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -178,6 +196,14 @@ impl Application {
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
         notify::spawn(self.state.clone(), self.listener_pool.clone());
+        if let Some(listener) = self.metrics_listener {
+            let router = http::metrics_router(self.state.clone());
+            tokio::spawn(crate::server::serve(
+                listener,
+                router,
+                std::future::pending(),
+            ));
+        }
         let config = &self.state.config;
         tokio::spawn(crate::cleanup::run_forever(
             self.state.db.clone(),

@@ -7,7 +7,9 @@ use sqlx::PgPool;
 use crate::{
     auth::{cookies::CookieSettings, jwt::Jwt, password::PasswordHasher, refresh::SuccessorKey},
     config::Config,
+    db::sessions::RevokeReason,
     error::ApiError,
+    metrics::Metrics,
     ratelimit::RateLimits,
     revocation::Revocations,
     usercache::UserCache,
@@ -30,9 +32,17 @@ pub struct AppState {
     /// Signalled when the signing keys changed in the database.
     pub keys_changed: Arc<tokio::sync::Notify>,
     pub last_key_reload: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    /// After sessions were revoked (committed): deny their tokens here at once (other instances
+    /// learn through NOTIFY) and count them.
+    pub fn record_revoked(&self, reason: RevokeReason, sessions: &[uuid::Uuid]) {
+        self.revocations.insert(sessions.iter().copied());
+        self.metrics.revoked(reason, sessions.len());
+    }
+
     /// Applies a rate limit if limits are on and the client address is known.
     pub fn limit(
         &self,

@@ -24,9 +24,78 @@ pub fn init(format: Option<LogFormat>) {
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_span_list(false),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };
+}
+
+/// The request id: the caller's `X-Request-Id` if it is short and plain, else a fresh UUID.
+/// Echoed back on the response and recorded on the request's log span.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+fn acceptable_request_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+pub async fn request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| acceptable_request_id(s))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    res
+}
+
+/// The span every request's log lines carry. `user_id`/`session_id` are filled in by the
+/// authentication extractor once known. No headers, no body, no query string: nothing secret.
+pub fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.as_str())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        route = %route,
+        user_id = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_plain_and_short() {
+        assert!(super::acceptable_request_id("abc-123_x.y:z"));
+        assert!(!super::acceptable_request_id(""));
+        assert!(!super::acceptable_request_id("a b"));
+        assert!(!super::acceptable_request_id("<script>"));
+        assert!(!super::acceptable_request_id(&"a".repeat(129)));
+    }
 }

@@ -61,6 +61,9 @@ impl AuthUser {
             }
             other => other?,
         };
+        let span = tracing::Span::current();
+        span.record("user_id", tracing::field::display(claims.sub));
+        span.record("session_id", tracing::field::display(claims.sid));
         if state.revocations.is_revoked(&state.db, claims.sid).await? {
             return Err(ApiError::SessionRevoked);
         }

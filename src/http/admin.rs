@@ -151,7 +151,7 @@ async fn update_user(
         Vec::new()
     };
     tx.commit().await?;
-    state.revocations.insert(revoked.iter().copied());
+    state.record_revoked(RevokeReason::UserDisabled, &revoked);
     tracing::info!(admin_id = %admin.user_id, user_id = %id, disabled = user.disabled, revoked = revoked.len(), "user updated");
     Ok(axum::Json(user))
 }
@@ -181,7 +181,7 @@ async fn revoke_user_sessions(
         .await?
         .ok_or(ApiError::UserNotFound)?;
     let revoked = db::sessions::revoke_all(&state.db, id, None, RevokeReason::AdminRevoked).await?;
-    state.revocations.insert(revoked.iter().copied());
+    state.record_revoked(RevokeReason::AdminRevoked, &revoked);
     tracing::info!(admin_id = %admin.user_id, user_id = %id, revoked = revoked.len(), "all sessions revoked by admin");
     Ok(axum::Json(Revoked {
         revoked: revoked.len(),
@@ -198,7 +198,7 @@ async fn revoke_session(
     if !db::sessions::revoke(&state.db, id, RevokeReason::AdminRevoked).await? {
         return Err(ApiError::SessionNotFound);
     }
-    state.revocations.insert([id]);
+    state.record_revoked(RevokeReason::AdminRevoked, &[id]);
     tracing::info!(admin_id = %admin.user_id, session_id = %id, "session revoked by admin");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,7 @@ use crate::{
     domain::{Email, NewPassword, Password},
     error::{ApiError, FieldError},
     http::extract::Json,
+    metrics::outcome_of,
     state::AppState,
 };
 
@@ -118,6 +119,19 @@ async fn login(
     client: ClientInfo,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
+    let result = try_login(&state, client, body).await;
+    state.metrics.login(match &result {
+        Ok(_) => "ok",
+        Err(e) => outcome_of(e),
+    });
+    result
+}
+
+async fn try_login(
+    state: &AppState,
+    client: ClientInfo,
+    body: Credentials,
+) -> Result<Response, ApiError> {
     let (email, password) = parse_credentials(body, Password::parse)?;
     if let Some(ip) = client.ip {
         state.limit(|rl| rl.login(ip, &email))?;
@@ -155,7 +169,7 @@ async fn login(
     .await?;
     tracing::info!(user_id = %user.id, session_id = %session.id, "login");
     let cookie = state.cookies.set(&token, session.max_age_secs);
-    token_response(&state, session.id, user, cookie)
+    token_response(state, session.id, user, cookie)
 }
 
 async fn refresh(
@@ -164,15 +178,31 @@ async fn refresh(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Response {
+    let (res, outcome) = try_refresh(&state, &client, &headers).await;
+    state.metrics.refresh(outcome);
+    res
+}
+
+/// The response, and the outcome label for metrics.
+async fn try_refresh(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+) -> (Response, &'static str) {
     if let Some(ip) = client.ip
         && let Err(e) = state.limit(|rl| rl.refresh(ip))
     {
-        return e.into_response();
+        return (e.into_response(), "rate_limited");
     }
-    let token = match state.cookies.read(&headers) {
-        PresentedCookie::Missing => return ApiError::RefreshTokenMissing.into_response(),
+    let token = match state.cookies.read(headers) {
+        PresentedCookie::Missing => {
+            return (ApiError::RefreshTokenMissing.into_response(), "missing");
+        }
         PresentedCookie::Malformed => {
-            return clear_cookie(&state, ApiError::RefreshTokenInvalid.into_response());
+            return (
+                clear_cookie(state, ApiError::RefreshTokenInvalid.into_response()),
+                "invalid",
+            );
         }
         PresentedCookie::Token(t) => t,
     };
@@ -189,22 +219,25 @@ async fn refresh(
         Ok(r) => {
             tracing::info!(session_id = %r.session_id, user_id = %r.user.id, outcome = r.kind.as_str(), "refresh");
             let cookie = state.cookies.set(&r.successor, r.max_age_secs);
-            token_response(&state, r.session_id, r.user, cookie)
-                .unwrap_or_else(IntoResponse::into_response)
+            let res = token_response(state, r.session_id, r.user, cookie)
+                .unwrap_or_else(IntoResponse::into_response);
+            (res, r.kind.as_str())
         }
         Err(f) => {
             if let Some(sid) = f.revoked_session {
-                state.revocations.insert([sid]);
+                state.record_revoked(RevokeReason::RefreshTokenReused, &[sid]);
                 tracing::warn!(session_id = %sid, "refresh token reuse detected; session revoked");
             }
+            let label = outcome_of(&f.error);
             let status = f.error.status();
             let res = f.error.into_response();
             // Every 401 clears the cookie; a 503 leaves it, the token may still be good.
-            if status == StatusCode::UNAUTHORIZED {
-                clear_cookie(&state, res)
+            let res = if status == StatusCode::UNAUTHORIZED {
+                clear_cookie(state, res)
             } else {
                 res
-            }
+            };
+            (res, label)
         }
     }
 }
@@ -236,7 +269,7 @@ async fn logout(
     }
     if let Some(sid) = session {
         db::sessions::revoke(&state.db, sid, RevokeReason::Logout).await?;
-        state.revocations.insert([sid]);
+        state.record_revoked(RevokeReason::Logout, &[sid]);
         tracing::info!(session_id = %sid, "logout");
     }
     Ok(clear_cookie(&state, StatusCode::NO_CONTENT.into_response()))
@@ -301,7 +334,7 @@ async fn change_password(
     )
     .await?;
     tx.commit().await?;
-    state.revocations.insert(revoked.iter().copied());
+    state.record_revoked(RevokeReason::PasswordChanged, &revoked);
     tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -65,7 +65,7 @@ async fn revoke_one(
     if !db::sessions::revoke_owned(&state.db, id, auth.user_id, RevokeReason::UserRevoked).await? {
         return Err(ApiError::SessionNotFound);
     }
-    state.revocations.insert([id]);
+    state.record_revoked(RevokeReason::UserRevoked, &[id]);
     tracing::info!(user_id = %auth.user_id, session_id = %id, "session revoked by its user");
     let mut res = StatusCode::NO_CONTENT.into_response();
     if id == auth.session_id {
@@ -96,7 +96,7 @@ async fn revoke_many(
     let keep = (q.scope == Scope::Others).then_some(auth.session_id);
     let revoked =
         db::sessions::revoke_all(&state.db, auth.user_id, keep, RevokeReason::UserRevoked).await?;
-    state.revocations.insert(revoked.iter().copied());
+    state.record_revoked(RevokeReason::UserRevoked, &revoked);
     tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "sessions revoked by their user");
     let mut res = axum::Json(Revoked {
         revoked: revoked.len(),

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub db: PgPool,
     pub db_name: String,
     pub state: authd::state::AppState,
+    /// Base URL of the separate metrics listener, when configured.
+    pub metrics_base: Option<String>,
 }
 
 /// The config a test starts from: defaults, then the test's database and a random port.
@@ -67,6 +69,7 @@ async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
     init_logs();
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
+    let metrics_base = app.metrics_addr().map(|a| format!("http://{a}"));
     let state = app.state().clone();
     let db = state.db.clone();
     tokio::spawn(app.run_until(std::future::pending()));
@@ -81,6 +84,7 @@ async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
         db,
         db_name,
         state,
+        metrics_base,
     }
 }
 

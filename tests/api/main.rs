@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod login;
 mod logout;
+mod observability;
 mod ops;
 mod password;
 mod refresh;

@@ -1,0 +1,279 @@
+//! Prometheus metrics (text exposition at `/metrics`). Each application instance owns its
+//! registry (no process globals), so several instances in one process stay separate.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{db::sessions::RevokeReason, error::ApiError, state::AppState};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolState {
+    state: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram>,
+    logins: Family<Outcome, Counter>,
+    refreshes: Family<Outcome, Counter>,
+    revocations: Family<Reason, Counter>,
+    active_sessions: Gauge,
+    argon2_queue: Gauge,
+    argon2_completed: Gauge,
+    db_pool: Family<PoolState, Gauge>,
+    listener_up: Gauge,
+    denylist_size: Gauge,
+    revocation_db_fallbacks: Gauge,
+    rate_limit_keys: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("authd");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs .. ~13 s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let m = Self {
+            http_requests,
+            http_duration,
+            logins: Family::default(),
+            refreshes: Family::default(),
+            revocations: Family::default(),
+            active_sessions: Gauge::default(),
+            argon2_queue: Gauge::default(),
+            argon2_completed: Gauge::default(),
+            db_pool: Family::default(),
+            listener_up: Gauge::default(),
+            denylist_size: Gauge::default(),
+            revocation_db_fallbacks: Gauge::default(),
+            rate_limit_keys: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            m.http_duration.clone(),
+        );
+        registry.register("logins", "Login attempts by outcome", m.logins.clone());
+        registry.register(
+            "refreshes",
+            "Refresh attempts by outcome (ok, grace, reused, expired, revoked, ...)",
+            m.refreshes.clone(),
+        );
+        registry.register(
+            "revocations",
+            "Sessions revoked by this instance, by reason",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "active_sessions",
+            "Live sessions (not revoked, not expired)",
+            m.active_sessions.clone(),
+        );
+        registry.register(
+            "argon2_queue_depth",
+            "Password hashes waiting or running",
+            m.argon2_queue.clone(),
+        );
+        registry.register(
+            "argon2_completed",
+            "Password hashes and verifications completed",
+            m.argon2_completed.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections by state (idle, in_use, max)",
+            m.db_pool.clone(),
+        );
+        registry.register(
+            "revocation_listener_up",
+            "1 while the NOTIFY listener is connected and trusted",
+            m.listener_up.clone(),
+        );
+        registry.register(
+            "revocation_denylist_size",
+            "Revoked sessions held in memory",
+            m.denylist_size.clone(),
+        );
+        registry.register(
+            "revocation_db_fallbacks",
+            "Bearer checks answered by the database because the listener was down",
+            m.revocation_db_fallbacks.clone(),
+        );
+        registry.register(
+            "rate_limit_keys",
+            "Keys held by the rate limiters",
+            m.rate_limit_keys.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn login(&self, outcome: &str) {
+        self.logins
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn revoked(&self, reason: RevokeReason, n: usize) {
+        self.revocations
+            .get_or_create(&Reason {
+                reason: reason.as_str().to_owned(),
+            })
+            .inc_by(n as u64);
+    }
+
+    fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The outcome label of a refresh or login error: its problem code, shortened where obvious.
+pub fn outcome_of(err: &ApiError) -> &'static str {
+    match err {
+        ApiError::RefreshTokenReused => "reused",
+        ApiError::SessionExpired => "expired",
+        ApiError::SessionRevoked => "revoked",
+        ApiError::RefreshTokenInvalid => "invalid",
+        ApiError::RefreshTokenMissing => "missing",
+        other => other.code(),
+    }
+}
+
+/// Counts every request by its route template (never the raw path: bounded label values).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    state
+        .metrics
+        .observe_http(route, &method, res.status().as_u16(), started.elapsed());
+    res
+}
+
+/// `GET /metrics`: refreshes the point-in-time gauges, then renders everything.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let live = sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now() AND absolute_expires_at > now()",
+    )
+    .fetch_one(&state.db);
+    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), live).await {
+        m.active_sessions.set(n);
+    }
+    m.argon2_queue.set(state.hasher.queue_depth() as i64);
+    m.argon2_completed.set(state.hasher.completed() as i64);
+    let size = i64::from(state.db.size());
+    let idle = state.db.num_idle() as i64;
+    m.db_pool
+        .get_or_create(&PoolState {
+            state: "idle".into(),
+        })
+        .set(idle);
+    m.db_pool
+        .get_or_create(&PoolState {
+            state: "in_use".into(),
+        })
+        .set(size - idle);
+    m.db_pool
+        .get_or_create(&PoolState {
+            state: "max".into(),
+        })
+        .set(i64::from(state.config.db_max_connections));
+    m.listener_up.set(i64::from(state.revocations.is_live()));
+    m.denylist_size.set(state.revocations.len() as i64);
+    m.revocation_db_fallbacks
+        .set(state.revocations.fallbacks() as i64);
+    m.rate_limit_keys
+        .set(state.rate_limits.as_ref().map_or(0, |r| r.keys() as i64));
+
+    let mut body = String::new();
+    if encode(&mut body, &m.registry).is_err() {
+        return ApiError::internal("metrics encoding failed").into_response();
+    }
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}
