@@ -1,4 +1,5 @@
-//! Periodic deletion of ended sessions, in small batches so no statement holds locks for long.
+//! Periodic deletion of ended sessions and old audit events, in small batches so no statement
+//! holds locks for long.
 
 use std::time::Duration;
 
@@ -6,14 +7,27 @@ use sqlx::PgPool;
 
 use crate::db;
 
-/// Sessions deleted per statement (each cascades to its refresh tokens).
+/// Rows deleted per statement (a session cascades to its refresh tokens).
 pub const BATCH: i64 = 200;
 
 /// Deletes every session that ended more than `retention` ago. Returns how many.
 pub async fn run_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    batched(|| db::sessions::delete_ended(db, retention, BATCH)).await
+}
+
+/// Deletes audit events older than `retention`. Returns how many.
+pub async fn events_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    batched(|| db::events::delete_older_than(db, retention, BATCH)).await
+}
+
+async fn batched<F, Fut>(mut step: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
     let mut total = 0;
     loop {
-        let n = db::sessions::delete_ended(db, retention, BATCH).await?;
+        let n = step().await?;
         total += n;
         if n < BATCH as u64 {
             return Ok(total);
@@ -23,7 +37,12 @@ pub async fn run_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Err
     }
 }
 
-pub async fn run_forever(db: PgPool, interval: Duration, retention: Duration) {
+pub async fn run_forever(
+    db: PgPool,
+    interval: Duration,
+    retention: Duration,
+    audit_retention: Duration,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -32,6 +51,11 @@ pub async fn run_forever(db: PgPool, interval: Duration, retention: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "ended sessions cleaned up"),
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+        }
+        match events_once(&db, audit_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "old audit events cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "audit cleanup failed"),
         }
     }
 }

@@ -4,11 +4,16 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
 use crate::{
-    auth::jwt::KeyMaterial,
+    auth::{extractors::ClientInfo, jwt::KeyMaterial},
     config::Config,
-    db::{self, sessions::RevokeReason},
+    db::{
+        self,
+        events::{self, Event},
+        sessions::RevokeReason,
+    },
     domain::{Email, NewPassword},
     startup::{self, Application},
 };
@@ -102,7 +107,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 vec![]
             };
-            let user = db::users::insert(&pool, &email, &hash, &roles)
+            let mut tx = pool.begin().await?;
+            let user = db::users::insert(&mut *tx, &email, &hash, &roles)
                 .await
                 .map_err(|e| match e {
                     crate::error::ApiError::EmailTaken => {
@@ -110,6 +116,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     other => anyhow::anyhow!("{other}"),
                 })?;
+            let e = Event::new("user_registered", Some(user.id), &cli_client())
+                .detail(json!({"via": "cli", "admin": admin}));
+            events::record(&mut *tx, &e).await?;
+            tx.commit().await?;
             println!(
                 "added user {} ({}){}",
                 user.email,
@@ -129,6 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let revoked =
                 db::sessions::revoke_all(&mut *tx, user.id, None, RevokeReason::UserDisabled)
                     .await?;
+            let e = Event::new("user_disabled", Some(user.id), &cli_client())
+                .detail(json!({"via": "cli", "revoked_sessions": revoked.len()}));
+            events::record(&mut *tx, &e).await?;
             tx.commit().await?;
             println!("disabled {email}; revoked {} session(s)", revoked.len());
             Ok(())
@@ -139,8 +152,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let user = db::users::by_email(&pool, &email)
                 .await?
                 .with_context(|| format!("no user with email {email}"))?;
+            let mut tx = pool.begin().await?;
             let revoked =
-                db::sessions::revoke_all(&pool, user.id, None, RevokeReason::AdminRevoked).await?;
+                db::sessions::revoke_all(&mut *tx, user.id, None, RevokeReason::AdminRevoked)
+                    .await?;
+            let e = Event::new("sessions_revoked", Some(user.id), &cli_client())
+                .detail(json!({"via": "cli", "reason": RevokeReason::AdminRevoked.as_str(), "count": revoked.len()}));
+            events::record(&mut *tx, &e).await?;
+            tx.commit().await?;
             println!("revoked {} session(s) of {email}", revoked.len());
             Ok(())
         }
@@ -154,6 +173,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Events from the CLI have no client address; `detail.via` says where they came from.
+fn cli_client() -> ClientInfo {
+    ClientInfo {
+        ip: None,
+        user_agent: Some(format!("authd-cli/{}", env!("CARGO_PKG_VERSION"))),
     }
 }
 

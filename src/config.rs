@@ -157,6 +157,10 @@ pub struct Config {
     /// How long ended sessions are kept (visible to admins) before cleanup deletes them.
     #[arg(long, env = "AUTHD_CLEANUP_RETENTION", value_name = "AUTHD_CLEANUP_RETENTION", default_value = "1d", value_parser = parse_duration, global = true)]
     pub cleanup_retention: Duration,
+
+    /// How long audit events (`auth_events`) are kept.
+    #[arg(long, env = "AUTHD_AUDIT_RETENTION", value_name = "AUTHD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
+    pub audit_retention: Duration,
 }
 
 /// SameSite attribute values.
@@ -267,6 +271,7 @@ impl fmt::Debug for Config {
             )
             .field("cleanup_interval", &self.cleanup_interval)
             .field("cleanup_retention", &self.cleanup_retention)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }

@@ -209,6 +209,7 @@ impl Application {
             self.state.db.clone(),
             config.cleanup_interval,
             config.cleanup_retention,
+            config.audit_retention,
         ));
         if let Some(rl) = self.state.rate_limits.clone() {
             tokio::spawn(async move {

@@ -114,11 +114,11 @@ pub struct Refreshed {
     pub max_age_secs: i64,
 }
 
-/// A refresh that failed, with the session it revoked (reuse) if any.
+/// A refresh that failed, with the session it revoked (reuse) and its owner, if any.
 #[derive(Debug)]
 pub struct RefreshFailure {
     pub error: ApiError,
-    pub revoked_session: Option<Uuid>,
+    pub revoked_session: Option<(Uuid, Uuid)>,
 }
 
 impl From<ApiError> for RefreshFailure {
@@ -190,7 +190,7 @@ pub async fn refresh(
     sessions::revoke(db, state.session_id, RevokeReason::RefreshTokenReused).await?;
     Err(RefreshFailure {
         error: ApiError::RefreshTokenReused,
-        revoked_session: Some(state.session_id),
+        revoked_session: Some((state.session_id, state.user.id)),
     })
 }
 

@@ -206,22 +206,21 @@ pub async fn by_token(
     .await
 }
 
-/// Revokes one session (no-op if already revoked). Returns whether it exists.
+/// Revokes one session (no-op if already revoked). Returns its owner if it exists.
 pub async fn revoke(
     db: impl PgExecutor<'_>,
     session_id: Uuid,
     reason: RevokeReason,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<Uuid> = sqlx::query_scalar(
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = COALESCE(revoked_at, now()),
                              revoked_reason = COALESCE(revoked_reason, $2)
-         WHERE id = $1 RETURNING id",
+         WHERE id = $1 RETURNING user_id",
     )
     .bind(session_id)
     .bind(reason.as_str())
     .fetch_optional(db)
-    .await?;
-    Ok(found.is_some())
+    .await
 }
 
 /// Revokes one session only if it belongs to `user_id`. Returns whether it exists and is theirs.

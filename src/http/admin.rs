@@ -7,11 +7,17 @@ use axum::{
     routing::{delete, get},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    auth::extractors::AdminUser,
-    db::{self, sessions::RevokeReason, users::User},
+    auth::extractors::{AdminUser, ClientInfo},
+    db::{
+        self,
+        events::{self, Event},
+        sessions::RevokeReason,
+        users::User,
+    },
     domain::Email,
     error::{ApiError, FieldError},
     http::{
@@ -125,6 +131,7 @@ fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
 async fn update_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientInfo,
     Path(id): Path<String>,
     Json(patch): Json<UserPatch>,
 ) -> Result<axum::Json<User>, ApiError> {
@@ -150,6 +157,22 @@ async fn update_user(
     } else {
         Vec::new()
     };
+    let event = |kind| Event::new(kind, Some(id), &client).actor(admin.user_id);
+    match patch.disabled {
+        Some(true) => {
+            let e = event("user_disabled").detail(json!({"revoked_sessions": revoked.len()}));
+            events::record(&mut *tx, &e).await?;
+        }
+        Some(false) => events::record(&mut *tx, &event("user_enabled")).await?,
+        None => {}
+    }
+    if let Some(roles) = &roles {
+        events::record(
+            &mut *tx,
+            &event("roles_changed").detail(json!({ "roles": roles })),
+        )
+        .await?;
+    }
     tx.commit().await?;
     state.record_revoked(RevokeReason::UserDisabled, &revoked);
     tracing::info!(admin_id = %admin.user_id, user_id = %id, disabled = user.disabled, revoked = revoked.len(), "user updated");
@@ -174,13 +197,20 @@ async fn user_sessions(
 async fn revoke_user_sessions(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Revoked>, ApiError> {
     let id = user_id(&id)?;
     db::users::by_id(&state.db, id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
-    let revoked = db::sessions::revoke_all(&state.db, id, None, RevokeReason::AdminRevoked).await?;
+    let mut tx = state.db.begin().await?;
+    let revoked = db::sessions::revoke_all(&mut *tx, id, None, RevokeReason::AdminRevoked).await?;
+    let e = Event::new("sessions_revoked", Some(id), &client)
+        .actor(admin.user_id)
+        .detail(json!({"reason": RevokeReason::AdminRevoked.as_str(), "count": revoked.len()}));
+    events::record(&mut *tx, &e).await?;
+    tx.commit().await?;
     state.record_revoked(RevokeReason::AdminRevoked, &revoked);
     tracing::info!(admin_id = %admin.user_id, user_id = %id, revoked = revoked.len(), "all sessions revoked by admin");
     Ok(axum::Json(Revoked {
@@ -192,12 +222,20 @@ async fn revoke_user_sessions(
 async fn revoke_session(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
-    if !db::sessions::revoke(&state.db, id, RevokeReason::AdminRevoked).await? {
-        return Err(ApiError::SessionNotFound);
-    }
+    let mut tx = state.db.begin().await?;
+    let owner = db::sessions::revoke(&mut *tx, id, RevokeReason::AdminRevoked)
+        .await?
+        .ok_or(ApiError::SessionNotFound)?;
+    let e = Event::new("session_revoked", Some(owner), &client)
+        .session(id)
+        .actor(admin.user_id)
+        .detail(json!({"reason": RevokeReason::AdminRevoked.as_str()}));
+    events::record(&mut *tx, &e).await?;
+    tx.commit().await?;
     state.record_revoked(RevokeReason::AdminRevoked, &[id]);
     tracing::info!(admin_id = %admin.user_id, session_id = %id, "session revoked by admin");
     Ok(StatusCode::NO_CONTENT)

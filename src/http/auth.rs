@@ -8,6 +8,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
@@ -17,7 +18,12 @@ use crate::{
         extractors::{AuthUser, ClientInfo, bearer_token},
         refresh::{self, RefreshToken},
     },
-    db::{self, sessions::RevokeReason, users::User},
+    db::{
+        self,
+        events::{self, Event},
+        sessions::RevokeReason,
+        users::User,
+    },
     domain::{Email, NewPassword, Password},
     error::{ApiError, FieldError},
     http::extract::Json,
@@ -73,7 +79,14 @@ async fn register(
         return Err(ApiError::EmailTaken);
     }
     let hash = state.hasher.hash(password.expose()).await?;
-    let user = db::users::insert(&state.db, &email, &hash, &[]).await?;
+    let mut tx = state.db.begin().await?;
+    let user = db::users::insert(&mut *tx, &email, &hash, &[]).await?;
+    events::record(
+        &mut *tx,
+        &Event::new("user_registered", Some(user.id), &client).actor(user.id),
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
@@ -147,12 +160,21 @@ async fn try_login(
         .await?;
     let user = match found {
         Some(c) if ok => c.user,
-        _ => {
+        other => {
             tracing::info!("login failed");
+            let failed = Event::new("login_failed", other.map(|c| c.user.id), &client);
+            events::record(
+                &state.db,
+                &failed.detail(json!({"reason": "invalid_credentials"})),
+            )
+            .await?;
             return Err(ApiError::InvalidCredentials);
         }
     };
     if user.disabled {
+        let failed = Event::new("login_failed", Some(user.id), &client)
+            .detail(json!({"reason": "user_disabled"}));
+        events::record(&state.db, &failed).await?;
         return Err(ApiError::UserDisabled);
     }
     let token = RefreshToken::generate();
@@ -167,6 +189,10 @@ async fn try_login(
         client.ip_string().as_deref(),
     )
     .await?;
+    let ok = Event::new("login_succeeded", Some(user.id), &client)
+        .session(session.id)
+        .actor(user.id);
+    events::record(&state.db, &ok).await?;
     tracing::info!(user_id = %user.id, session_id = %session.id, "login");
     let cookie = state.cookies.set(&token, session.max_age_secs);
     token_response(state, session.id, user, cookie)
@@ -224,8 +250,12 @@ async fn try_refresh(
             (res, r.kind.as_str())
         }
         Err(f) => {
-            if let Some(sid) = f.revoked_session {
+            if let Some((sid, uid)) = f.revoked_session {
                 state.record_revoked(RevokeReason::RefreshTokenReused, &[sid]);
+                let reused = Event::new("refresh_token_reused", Some(uid), client).session(sid);
+                if let Err(e) = events::record(&state.db, &reused).await {
+                    tracing::error!(error = %e, "recording an audit event failed");
+                }
                 tracing::warn!(session_id = %sid, "refresh token reuse detected; session revoked");
             }
             let label = outcome_of(&f.error);
@@ -253,22 +283,30 @@ fn clear_cookie(state: &AppState, mut res: Response) -> Response {
 async fn logout(
     _csrf: CsrfChecked,
     State(state): State<AppState>,
+    client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut session = None;
     if let PresentedCookie::Token(t) = state.cookies.read(&headers) {
-        session = db::sessions::by_token(&state.db, &t.hash())
-            .await?
-            .map(|(sid, _)| sid);
+        session = db::sessions::by_token(&state.db, &t.hash()).await?;
     }
     if session.is_none()
         && let Ok(Some(token)) = bearer_token(&headers)
     {
         // A revoked session's token still names the session (revoking again is a no-op).
-        session = state.jwt.verify(token).ok().map(|c| c.sid);
+        session = state.jwt.verify(token).ok().map(|c| (c.sid, c.sub));
     }
-    if let Some(sid) = session {
-        db::sessions::revoke(&state.db, sid, RevokeReason::Logout).await?;
+    if let Some((sid, uid)) = session {
+        let mut tx = state.db.begin().await?;
+        db::sessions::revoke(&mut *tx, sid, RevokeReason::Logout).await?;
+        events::record(
+            &mut *tx,
+            &Event::new("logout", Some(uid), &client)
+                .session(sid)
+                .actor(uid),
+        )
+        .await?;
+        tx.commit().await?;
         state.record_revoked(RevokeReason::Logout, &[sid]);
         tracing::info!(session_id = %sid, "logout");
     }
@@ -301,6 +339,7 @@ struct PasswordChange {
 async fn change_password(
     State(state): State<AppState>,
     auth: AuthUser,
+    client: ClientInfo,
     Json(body): Json<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     let current = Password::parse("current_password", body.current_password);
@@ -333,6 +372,11 @@ async fn change_password(
         RevokeReason::PasswordChanged,
     )
     .await?;
+    let changed = Event::new("password_changed", Some(auth.user_id), &client)
+        .session(auth.session_id)
+        .actor(auth.user_id)
+        .detail(json!({"revoked_sessions": revoked.len()}));
+    events::record(&mut *tx, &changed).await?;
     tx.commit().await?;
     state.record_revoked(RevokeReason::PasswordChanged, &revoked);
     tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod events;
 pub mod extract;
 pub mod introspect;
 pub mod middleware;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(introspect::router())
         .merge(sessions::router())
         .merge(admin::router())
+        .merge(events::router())
         .merge(wellknown::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })

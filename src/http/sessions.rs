@@ -8,10 +8,15 @@ use axum::{
     routing::{delete, get},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::{
-    auth::extractors::AuthUser,
-    db::{self, sessions::RevokeReason, sessions::Session},
+    auth::extractors::{AuthUser, ClientInfo},
+    db::{
+        self,
+        events::{self, Event},
+        sessions::{RevokeReason, Session},
+    },
     error::ApiError,
     http::extract::{Path, Query, parse_uuid},
     state::AppState,
@@ -59,12 +64,20 @@ async fn list(
 async fn revoke_one(
     State(state): State<AppState>,
     auth: AuthUser,
+    client: ClientInfo,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
-    if !db::sessions::revoke_owned(&state.db, id, auth.user_id, RevokeReason::UserRevoked).await? {
+    let mut tx = state.db.begin().await?;
+    if !db::sessions::revoke_owned(&mut *tx, id, auth.user_id, RevokeReason::UserRevoked).await? {
         return Err(ApiError::SessionNotFound);
     }
+    let e = Event::new("session_revoked", Some(auth.user_id), &client)
+        .session(id)
+        .actor(auth.user_id)
+        .detail(json!({"reason": RevokeReason::UserRevoked.as_str()}));
+    events::record(&mut *tx, &e).await?;
+    tx.commit().await?;
     state.record_revoked(RevokeReason::UserRevoked, &[id]);
     tracing::info!(user_id = %auth.user_id, session_id = %id, "session revoked by its user");
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -91,11 +104,20 @@ struct ScopeQuery {
 async fn revoke_many(
     State(state): State<AppState>,
     auth: AuthUser,
+    client: ClientInfo,
     Query(q): Query<ScopeQuery>,
 ) -> Result<Response, ApiError> {
     let keep = (q.scope == Scope::Others).then_some(auth.session_id);
+    let mut tx = state.db.begin().await?;
     let revoked =
-        db::sessions::revoke_all(&state.db, auth.user_id, keep, RevokeReason::UserRevoked).await?;
+        db::sessions::revoke_all(&mut *tx, auth.user_id, keep, RevokeReason::UserRevoked).await?;
+    let scope = if keep.is_some() { "others" } else { "all" };
+    let e = Event::new("sessions_revoked", Some(auth.user_id), &client)
+        .session(auth.session_id)
+        .actor(auth.user_id)
+        .detail(json!({"reason": RevokeReason::UserRevoked.as_str(), "scope": scope, "count": revoked.len()}));
+    events::record(&mut *tx, &e).await?;
+    tx.commit().await?;
     state.record_revoked(RevokeReason::UserRevoked, &revoked);
     tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "sessions revoked by their user");
     let mut res = axum::Json(Revoked {

@@ -4,6 +4,7 @@ mod helpers;
 mod hostile;
 
 mod admin;
+mod audit;
 mod browser_safety;
 mod cli;
 mod errors;

@@ -1,0 +1,118 @@
+//! The audit trail.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::extractors::ClientInfo;
+
+/// One event to record. Build with [`Event::new`] and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Value,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, user_id: Option<Uuid>, client: &ClientInfo) -> Self {
+        Self {
+            kind,
+            user_id,
+            session_id: None,
+            actor_id: None,
+            ip: client.ip_string(),
+            user_agent: client.user_agent.clone(),
+            detail: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn session(mut self, id: Uuid) -> Self {
+        self.session_id = Some(id);
+        self
+    }
+
+    pub fn actor(mut self, id: Uuid) -> Self {
+        self.actor_id = Some(id);
+        self
+    }
+
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+pub async fn record(db: impl PgExecutor<'_>, e: &Event) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO auth_events (kind, user_id, session_id, actor_id, ip, user_agent, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.kind)
+    .bind(e.user_id)
+    .bind(e.session_id)
+    .bind(e.actor_id)
+    .bind(&e.ip)
+    .bind(&e.user_agent)
+    .bind(&e.detail)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Serialize, FromRow)]
+pub struct StoredEvent {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub session_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Value,
+}
+
+/// A user's events, newest first, older than `before` (an event id) if given.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, kind, session_id, actor_id, ip, user_agent, detail FROM auth_events
+         WHERE user_id = $1 AND ($2::int8 IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(user_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes up to `batch` events older than `retention`. Returns how many.
+pub async fn delete_older_than(
+    db: impl PgExecutor<'_>,
+    retention: std::time::Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM auth_events WHERE id IN (
+            SELECT id FROM auth_events WHERE at < now() - make_interval(secs => $1) LIMIT $2
+         )",
+    )
+    .bind(retention.as_secs_f64())
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
