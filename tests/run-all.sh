@@ -7,3 +7,12 @@ cd "$(dirname "$0")/.."
 
 echo "== cargo test"
 cargo test --all-targets --locked
+
+echo "== browser tests (tests/browser: the JS client and the demo in Chromium against a real authd)"
+chromium_bin="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ ! -x "$chromium_bin" ]; then
+  echo "error: $chromium_bin is missing; the browser tests need Debian's chromium (apt-get install -y chromium)" >&2
+  exit 1
+fi
+cargo build --locked --bin authd # target/debug/authd, which the browser tests start
+(cd tests/browser && npm ci --no-audit --no-fund && npm test)

@@ -1,0 +1,79 @@
+// Types of the authd browser client (authd.js). See API.md, "JavaScript client".
+
+/** A user as authd returns it. */
+export interface User {
+  id: string;
+  email: string;
+  roles: string[];
+  disabled: boolean;
+  /** RFC 3339 UTC */
+  created_at: string;
+}
+
+export interface AuthClientOptions {
+  /** authd's URL, e.g. "http://localhost:8080" (relative URLs resolve against the page). */
+  baseUrl: string;
+  /**
+   * Other origins (e.g. "https://api.example.com") whose requests through `auth.fetch` get the
+   * access token. baseUrl's origin always does; no other origin ever does.
+   */
+  apiOrigins?: string[];
+}
+
+/**
+ * Why a session ended: the problem `code` authd answered ("session_revoked", "session_expired",
+ * "refresh_token_reused", "refresh_token_invalid", "user_disabled", ...), or "logout" after
+ * `logout()` in this tab or another tab of the same origin (a tab that was refreshing at that very
+ * moment may report "refresh_token_missing" instead: the cookie was already gone).
+ */
+export type SessionEndReason =
+  | "session_revoked"
+  | "session_expired"
+  | "refresh_token_reused"
+  | "refresh_token_invalid"
+  | "refresh_token_missing"
+  | "user_disabled"
+  | "logout"
+  | (string & {});
+
+export interface AuthClient {
+  /** The signed-in user, or null. */
+  readonly user: User | null;
+
+  /** Signs in (this browser gets authd's refresh cookie). Rejects with an AuthError. */
+  login(email: string, password: string): Promise<User>;
+
+  /**
+   * Silent refresh, for page load: the user of the browser's live session, or null when there is
+   * none. Rejects (AuthError) only when authd cannot answer: network failure (status 0), 403
+   * csrf_rejected (this origin is not in AUTHD_ALLOWED_ORIGINS), 429, 5xx.
+   */
+  restore(): Promise<User | null>;
+
+  /**
+   * `fetch` with the access token attached to requests for baseUrl's origin and `apiOrigins`.
+   * Refreshes ahead of expiry, retries once after a 401 `token_expired`, and resolves to the
+   * 401 response once the session has ended. Rejects like `fetch` on a network failure, and with
+   * an AuthError when the token has expired and cannot be refreshed right now (offline, 5xx);
+   * the session stays and is refreshed again in the background.
+   */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+
+  /** Called once per ended session. Returns a function that removes the listener. */
+  onSessionEnd(listener: (reason: SessionEndReason) => void): () => void;
+
+  /** Ends the session at authd and in every tab of this origin. Rejects with an AuthError. */
+  logout(): Promise<void>;
+}
+
+export class AuthError extends Error {
+  /** HTTP status; 0 for a network failure. */
+  readonly status: number;
+  /** The problem `code` ("invalid_credentials", "rate_limited", ...) or "network_error". */
+  readonly code: string;
+  readonly detail?: string;
+  /** Seconds, from a 429's Retry-After. */
+  readonly retryAfter?: number;
+}
+
+export function createAuthClient(options: AuthClientOptions): AuthClient;

@@ -1,0 +1,263 @@
+// authd browser client: an ES module without dependencies. See API.md, "JavaScript client".
+//
+// The access token lives only in this module's memory; the refresh token is authd's HttpOnly
+// cookie, which this code never sees. Every request that can change that cookie (login,
+// refresh, logout) runs under one Web Lock per authd, so tabs of this origin never present the
+// same refresh token at once; a tab that refreshed shares the new access token with the others
+// over a BroadcastChannel, so they do not refresh again.
+
+/** Problem codes of a Bearer request that mean the session is over. */
+const SESSION_OVER = new Set(["session_revoked", "session_expired", "user_disabled"]);
+/** A refresh that has not answered after this long is abandoned (and retried, see below). */
+const REFRESH_TIMEOUT_MS = 8_000;
+/** Retry delays after a failed refresh: 0.5 s, 1 s, 2 s, ... up to 30 s. The first retries come
+ * quickly so that a refresh whose response was lost is retried within authd's grace window. */
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+/** Refresh a minute before expiry, or at half-life for tokens shorter than two minutes (authd's
+ * `exp` is whole seconds, so a token may expire up to a second before `expires_in` says). */
+const refreshMargin = (lifetimeMs) => Math.min(60_000, lifetimeMs / 2);
+
+export class AuthError extends Error {
+  /**
+   * @param {number} status HTTP status, 0 for a network failure
+   * @param {string} code the problem `code`, or "network_error"
+   */
+  constructor(status, code, detail, { retryAfter, cause } = {}) {
+    super(detail || code, { cause });
+    this.name = "AuthError";
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+    this.retryAfter = retryAfter;
+  }
+}
+
+export function createAuthClient({ baseUrl, apiOrigins = [] }) {
+  const base = new URL(baseUrl, globalThis.location?.href).href.replace(/\/+$/, "");
+  const bearerOrigins = new Set([base, ...apiOrigins].map((o) => new URL(o).origin));
+  const lockName = `authd-cookie ${base}`;
+  const locks = globalThis.navigator?.locks;
+  const channel = globalThis.BroadcastChannel ? new BroadcastChannel(`authd ${base}`) : null;
+  const listeners = new Set();
+
+  /**
+   * The current session, or null. Times are performance.now() values.
+   * @type {{token: string, id: string, user: object, lifetimeMs: number,
+   *         expiresAt: number, refreshAt: number} | null}
+   */
+  let session = null;
+  let generation = 0; // bumped when a session ends: refresh results that arrive later are dropped
+  let inflight = null;
+  let timer;
+  let failures = 0;
+
+  const now = () => performance.now(); // monotonic and local: server and client clocks never meet
+
+  /** Runs `fn` while holding the cross-tab lock for the refresh cookie. */
+  const withCookieLock = (fn) => (locks ? locks.request(lockName, fn) : fn());
+
+  function schedule(delayMs) {
+    clearTimeout(timer);
+    const delay = Math.min(Math.max(0, delayMs), 2 ** 31 - 1); // setTimeout's limit
+    timer = setTimeout(() => refresh().catch(() => {}), delay);
+  }
+
+  /**
+   * Takes a token body as the current session. The tab that obtained the token refreshes it ahead
+   * of expiry on a timer; tabs it was shared with (`shared`) just use it and refresh on demand a
+   * little later, so tabs holding the same token do not race each other to the refresh.
+   */
+  function adopt(body, { shared = false, lifetimeMs = body.expires_in * 1000, remainingMs } = {}) {
+    const expiresAt = now() + (remainingMs ?? lifetimeMs);
+    const margin = refreshMargin(lifetimeMs);
+    session = {
+      token: body.access_token,
+      id: body.session_id,
+      user: body.user,
+      lifetimeMs,
+      expiresAt,
+      refreshAt: expiresAt - (shared ? margin / 2 : margin),
+    };
+    failures = 0;
+    if (shared) clearTimeout(timer);
+    else schedule(session.refreshAt - now());
+  }
+
+  function share() {
+    const { token, id, user, lifetimeMs, expiresAt } = session;
+    channel?.postMessage({
+      type: "token",
+      body: { access_token: token, session_id: id, user },
+      lifetimeMs,
+      remainingMs: expiresAt - now(),
+    });
+  }
+
+  /** Forgets the session and tells the listeners (once) and the other tabs. */
+  function end(reason, { tellTabs = true } = {}) {
+    generation++;
+    if (!session) return;
+    const { id } = session;
+    session = null;
+    clearTimeout(timer);
+    if (tellTabs) channel?.postMessage({ type: "ended", sessionId: id, reason });
+    for (const listener of listeners) queueMicrotask(() => listener(reason));
+  }
+
+  if (channel) {
+    channel.onmessage = ({ data }) => {
+      if (data?.type === "token") {
+        const { body, lifetimeMs, remainingMs } = data;
+        adopt(body, { lifetimeMs, remainingMs, shared: true });
+      } else if (data?.type === "ended" && session?.id === data.sessionId) {
+        end(data.reason, { tellTabs: false });
+      }
+    };
+  }
+  globalThis.addEventListener?.("online", () => {
+    if (session && failures > 0) refresh().catch(() => {});
+  });
+
+  /** A request to one of authd's cookie endpoints; resolves to the parsed body or throws. */
+  async function cookieCall(path, init = {}) {
+    let res, body;
+    try {
+      res = await fetch(base + path, { ...init, method: "POST", credentials: "include" });
+      body = await readJson(res);
+    } catch (err) {
+      throw new AuthError(0, "network_error", String(err?.message ?? err), { cause: err });
+    }
+    if (!res.ok) {
+      const retryAfter = Number(res.headers.get("Retry-After")) || undefined;
+      throw new AuthError(res.status, body?.code ?? `http_${res.status}`, body?.detail, {
+        retryAfter,
+      });
+    }
+    return body;
+  }
+
+  async function doRefresh() {
+    const before = session?.token;
+    const started = generation;
+    await withCookieLock(async () => {
+      if (generation !== started) return; // the session ended meanwhile
+      if (session && session.token !== before && now() < session.refreshAt) return; // a tab did it
+      let body;
+      try {
+        const signal = AbortSignal.timeout(REFRESH_TIMEOUT_MS);
+        body = await cookieCall("/auth/refresh", { signal });
+      } catch (err) {
+        if (err.status === 401) end(err.code); // authd cleared the cookie: this session is over
+        throw err;
+      }
+      if (generation !== started) return;
+      adopt(body);
+      share();
+    });
+  }
+
+  /** One refresh in flight per tab; a failure that leaves the session alive is retried later. */
+  function refresh() {
+    inflight ??= doRefresh()
+      .catch((err) => {
+        if (session && err.status !== 401) {
+          const backoff = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** failures++);
+          schedule(Math.max(backoff, (err.retryAfter ?? 0) * 1000));
+        }
+        throw err;
+      })
+      .finally(() => {
+        inflight = null;
+      });
+    return inflight;
+  }
+
+  /** The access token to send now, refreshed first if it is about to expire. */
+  async function currentToken() {
+    if (session && now() >= session.refreshAt) {
+      try {
+        await refresh();
+      } catch (err) {
+        // Refresh failed for now (offline, 5xx): a token that has not expired is still good.
+        if (!session || now() >= session.expiresAt) throw err;
+      }
+    }
+    return session;
+  }
+
+  return {
+    get user() {
+      return session?.user ?? null;
+    },
+
+    async login(email, password) {
+      const body = await withCookieLock(() =>
+        cookieCall("/auth/login", {
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ email, password }),
+        }),
+      );
+      adopt(body);
+      share();
+      return session.user;
+    },
+
+    async restore() {
+      try {
+        await refresh();
+      } catch (err) {
+        if (err.status !== 401) throw err;
+      }
+      return session?.user ?? null;
+    },
+
+    async fetch(input, init) {
+      const request = new Request(input, init);
+      if (!bearerOrigins.has(new URL(request.url).origin)) return fetch(request);
+      const send = (s) => {
+        const r = request.clone();
+        if (s) r.headers.set("Authorization", `Bearer ${s.token}`);
+        return fetch(r);
+      };
+      let used = await currentToken();
+      let res = await send(used);
+      if (res.status !== 401 || !used) return res;
+      let code = await problemCode(res);
+      if (code === "token_expired") {
+        if (session === used) await refresh().catch(() => {});
+        if (session && session !== used) {
+          used = session;
+          res = await send(used);
+          code = res.status === 401 ? await problemCode(res) : null;
+        }
+      }
+      if (SESSION_OVER.has(code) && session?.id === used.id) end(code);
+      return res;
+    },
+
+    onSessionEnd(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    async logout() {
+      const headers = session ? { Authorization: `Bearer ${session.token}` } : {};
+      await withCookieLock(() => cookieCall("/auth/logout", { headers }));
+      end("logout");
+    },
+  };
+}
+
+async function readJson(res) {
+  const type = res.headers.get("Content-Type") ?? "";
+  return /[/+]json\b/.test(type) ? res.json() : null;
+}
+
+async function problemCode(res) {
+  try {
+    return (await readJson(res.clone()))?.code ?? null;
+  } catch {
+    return null;
+  }
+}
