@@ -230,7 +230,11 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     res
 }
 
-/// `GET /metrics`: refreshes the point-in-time gauges, then renders everything.
+/// Prometheus metrics (OpenMetrics text). Only on AUTHD_METRICS_BIND when that is set.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String))
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     let live = sqlx::query_scalar::<_, i64>(

@@ -66,8 +66,8 @@ pub async fn record(db: impl PgExecutor<'_>, e: &Event) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// An event as the API shows it.
-#[derive(Debug, Serialize, FromRow)]
+/// An audit event as the API shows it.
+#[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -77,6 +77,8 @@ pub struct StoredEvent {
     pub actor_id: Option<Uuid>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Event-specific details (e.g. `reason`, `count`, `roles`).
+    #[schema(value_type = Object)]
     pub detail: Value,
 }
 

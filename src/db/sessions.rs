@@ -33,8 +33,8 @@ impl RevokeReason {
     }
 }
 
-/// A session as the API shows it.
-#[derive(Debug, Clone, Serialize, FromRow)]
+/// A session (one login on one device) as the API shows it.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Session {
     pub id: Uuid,
     #[serde(with = "time::serde::rfc3339")]
@@ -47,6 +47,7 @@ pub struct Session {
     pub absolute_expires_at: OffsetDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Whether this is the session of the token making the request.
     #[sqlx(skip)]
     pub current: bool,
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::{domain::Email, error::ApiError};
 
 /// A user as the API shows it (never the password hash).
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,

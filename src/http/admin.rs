@@ -1,13 +1,10 @@
 //! /admin: user lookup and changes, and forced logout. Every route needs the `admin` role.
 
-use axum::{
-    Router,
-    extract::State,
-    http::StatusCode,
-    routing::{delete, get},
-};
+use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -22,39 +19,50 @@ use crate::{
     error::{ApiError, FieldError},
     http::{
         extract::{Json, Path, Query, parse_uuid},
+        openapi::Problem,
         sessions::{Revoked, SessionList, live_sessions},
     },
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/users", get(list_users))
-        .route("/admin/users/{id}", get(get_user).patch(update_user))
-        .route(
-            "/admin/users/{id}/sessions",
-            get(user_sessions).delete(revoke_user_sessions),
-        )
-        .route("/admin/sessions/{id}", delete(revoke_session))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(user_sessions, revoke_user_sessions))
+        .routes(routes!(revoke_session))
 }
 
 const MAX_ROLES: usize = 32;
 const MAX_ROLE_LEN: usize = 64;
 const MAX_PAGE: i64 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserQuery {
+    /// Find the user with this email (exact, case-insensitive).
     email: Option<String>,
+    /// Page size without `email`: 1..=100, default 50.
     limit: Option<i64>,
+    /// Users to skip without `email` (default 0).
     offset: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserList {
     users: Vec<User>,
 }
 
 /// `?email=` finds one user (exact, case-insensitive); without it, the newest users, paginated.
+#[utoipa::path(
+    get, path = "/admin/users", tag = "admin", security(("bearer" = [])), params(UserQuery),
+    responses(
+        (status = 200, description = "Matching users", body = UserList),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -87,6 +95,17 @@ fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_uuid(raw).ok_or(ApiError::UserNotFound)
 }
 
+/// One user.
+#[utoipa::path(
+    get, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_user(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -98,9 +117,11 @@ async fn get_user(
     Ok(axum::Json(user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UserPatch {
+    /// `true` disables the user and revokes all their sessions; `false` enables them again.
     disabled: Option<bool>,
+    /// Replaces the roles (each 1-64 of `a-z 0-9 _ - : .`, at most 32), e.g. `["admin"]`.
     roles: Option<Vec<String>>,
 }
 
@@ -128,6 +149,16 @@ fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
 }
 
 /// Disables/enables a user or sets their roles. Disabling revokes all their sessions.
+#[utoipa::path(
+    patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UserPatch,
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn update_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -179,6 +210,17 @@ async fn update_user(
     Ok(axum::Json(user))
 }
 
+/// A user's live sessions.
+#[utoipa::path(
+    get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "Live sessions, newest first", body = SessionList),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn user_sessions(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -193,7 +235,17 @@ async fn user_sessions(
     ))
 }
 
-/// Forced logout everywhere.
+/// Forced logout everywhere: revokes every session of the user.
+#[utoipa::path(
+    delete, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 200, description = "How many sessions were revoked", body = Revoked),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn revoke_user_sessions(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -219,6 +271,16 @@ async fn revoke_user_sessions(
 }
 
 /// Forced logout of one device.
+#[utoipa::path(
+    delete, path = "/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`session_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn revoke_session(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

@@ -1,14 +1,14 @@
 //! /auth: register, login, refresh, logout, me, password change.
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -26,24 +26,32 @@ use crate::{
     },
     domain::{Email, NewPassword, Password},
     error::{ApiError, FieldError},
-    http::extract::Json,
+    http::{extract::Json, openapi::Problem},
     metrics::outcome_of,
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    /// Trimmed and compared case-insensitively; at most 254 characters.
+    #[schema(example = "ada@example.com", format = "email", max_length = 254)]
     email: String,
+    /// 8 to 128 characters (any Unicode); on registration, not a common password.
+    #[schema(
+        example = "correct horse battery staple",
+        min_length = 8,
+        max_length = 128
+    )]
     password: String,
 }
 
@@ -62,6 +70,16 @@ fn parse_credentials<P>(
     }
 }
 
+/// Create an account.
+#[utoipa::path(
+    post, path = "/auth/register", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "The new user", body = User),
+        (status = 403, description = "`registration_closed`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -92,10 +110,14 @@ async fn register(
 }
 
 /// The body of every response that carries a new access token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenBody {
+    /// EdDSA JWT (`typ: at+jwt`) to send as `Authorization: Bearer`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: u64,
     session_id: Uuid,
     user: User,
@@ -127,6 +149,16 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+/// Log in: an access token in the body, the refresh token in an HttpOnly cookie.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = TokenBody,
+         headers(("Set-Cookie" = String, description = "The refresh-token cookie"))),
+        (status = 401, description = "`invalid_credentials` or `user_disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -198,6 +230,19 @@ async fn try_login(
     token_response(state, session.id, user, cookie)
 }
 
+/// Silent refresh: rotates the refresh cookie and issues a new access token.
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "auth", security(("refresh_cookie" = [])),
+    responses(
+        (status = 200, description = "Rotated", body = TokenBody,
+         headers(("Set-Cookie" = String, description = "The successor refresh-token cookie"))),
+        (status = 401, description = "`refresh_token_missing`, `refresh_token_invalid`, `refresh_token_reused`, \
+            `session_revoked`, `session_expired` or `user_disabled`; clears the cookie unless none was sent",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn refresh(
     _csrf: CsrfChecked,
     State(state): State<AppState>,
@@ -280,6 +325,13 @@ fn clear_cookie(state: &AppState, mut res: Response) -> Response {
 }
 
 /// Ends the session of the refresh cookie (or, without one, of the Bearer token). Idempotent.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth", security(("refresh_cookie" = []), ("bearer" = []), ()),
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared"),
+        (status = 403, description = "`csrf_rejected`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn logout(
     _csrf: CsrfChecked,
     State(state): State<AppState>,
@@ -314,6 +366,15 @@ async fn logout(
 }
 
 /// The caller. Served from the user cache while the NOTIFY listener is live (no query).
+#[utoipa::path(
+    get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = User),
+        (status = 401, description = "`unauthorized`, `invalid_token`, `token_expired` or `session_revoked`",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<User>, ApiError> {
     let live = state.revocations.is_live();
     if live && let Some(user) = state.users.get(auth.user_id) {
@@ -329,13 +390,25 @@ async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<
     Ok(axum::Json(user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PasswordChange {
+    #[schema(min_length = 8, max_length = 128)]
     current_password: String,
+    /// 8 to 128 characters, not a common password.
+    #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }
 
 /// Changes the password and revokes every other session of the user.
+#[utoipa::path(
+    post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; the caller's other sessions are revoked"),
+        (status = 401, description = "`invalid_credentials` (wrong current password) or a Bearer failure",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn change_password(
     State(state): State<AppState>,
     auth: AuthUser,

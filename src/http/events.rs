@@ -2,33 +2,43 @@
 //! Newest first, paginated with `?limit=` (1..=100, default 50) and `?before=<event id>`; the
 //! response's `next_before` is the cursor for the next page (null on the last one).
 
-use axum::{Router, extract::State, routing::get};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     auth::extractors::{AdminUser, AuthUser},
     db::{self, events::StoredEvent},
     error::ApiError,
-    http::extract::{Path, Query, parse_uuid},
+    http::{
+        extract::{Path, Query, parse_uuid},
+        openapi::Problem,
+    },
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/events", get(own_events))
-        .route("/admin/users/{id}/events", get(user_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(own_events))
+        .routes(routes!(user_events))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// Page size, 1..=100 (default 50).
     limit: Option<i64>,
+    /// Only events older than this event id (the previous page's `next_before`).
     before: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventPage {
+    /// Newest first.
     pub events: Vec<StoredEvent>,
+    /// Cursor for the next page, null on the last one.
     pub next_before: Option<i64>,
 }
 
@@ -53,6 +63,15 @@ async fn page(state: &AppState, user_id: Uuid, page: Page) -> Result<EventPage, 
     })
 }
 
+/// The caller's own account history.
+#[utoipa::path(
+    get, path = "/auth/events", tag = "sessions", security(("bearer" = [])), params(Page),
+    responses(
+        (status = 200, description = "Events, newest first", body = EventPage),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn own_events(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -61,6 +80,18 @@ async fn own_events(
     Ok(axum::Json(page(&state, auth.user_id, q).await?))
 }
 
+/// A user's account history.
+#[utoipa::path(
+    get, path = "/admin/users/{id}/events", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)"), Page),
+    responses(
+        (status = 200, description = "Events, newest first", body = EventPage),
+        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn user_events(
     State(state): State<AppState>,
     _admin: AdminUser,

@@ -5,36 +5,38 @@
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use axum::{
-    Router,
     body::Bytes,
     extract::State,
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
     db,
     error::ApiError,
-    http::{auth::no_store, extract::parse_json},
+    http::{auth::no_store, extract::parse_json, openapi::Problem},
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/auth/introspect", post(introspect))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(introspect))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct IntrospectRequest {
+    /// The access token to check.
     token: String,
     #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
-#[derive(Serialize, Default)]
+/// RFC 7662 §2.2. Only `active` is present for an inactive token.
+#[derive(Serialize, Default, ToSchema)]
 struct Introspection {
     active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,6 +58,7 @@ struct Introspection {
     #[serde(skip_serializing_if = "Option::is_none")]
     jti: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     token_type: Option<&'static str>,
 }
 
@@ -83,6 +86,20 @@ fn unauthorized() -> Response {
     res
 }
 
+/// RFC 7662 token introspection for resource servers (authoritative revocation check).
+#[utoipa::path(
+    post, path = "/auth/introspect", tag = "resource servers",
+    security(("introspection_basic" = []), ("introspection_bearer" = [])),
+    request_body(content(
+        (IntrospectRequest = "application/x-www-form-urlencoded"),
+        (IntrospectRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Whether the token is active, and its claims if so", body = Introspection),
+        (status = 401, description = "`unauthorized`: missing or wrong client secret", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: introspection is not configured", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

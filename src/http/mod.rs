@@ -6,12 +6,13 @@ pub mod events;
 pub mod extract;
 pub mod introspect;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod sessions;
 pub mod wellknown;
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::DefaultBodyLimit,
     middleware::{from_fn, from_fn_with_state},
     routing::get,
@@ -21,22 +22,40 @@ use tower_http::{
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::ApiError, metrics, state::AppState, telemetry};
 
-/// Every route, with the layers that apply to all of them.
-pub fn router(state: AppState) -> Router {
-    let mut api = Router::new();
-    if state.config.metrics_bind.is_none() {
-        api = api.route("/metrics", get(metrics::render));
-    }
-    api.merge(auth::router())
+/// Every route with its OpenAPI description, before layers and state.
+pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(auth::router())
         .merge(introspect::router())
         .merge(sessions::router())
-        .merge(admin::router())
         .merge(events::router())
+        .merge(admin::router())
         .merge(wellknown::router())
-        .merge(ops::router())
+        .merge(ops::router());
+    if metrics_on_main_listener {
+        api = api.routes(routes!(metrics::render));
+    }
+    api
+}
+
+/// The OpenAPI document of everything served (what `/openapi.json` returns).
+pub fn openapi_document(metrics_on_main_listener: bool) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes(metrics_on_main_listener).split_for_parts();
+    openapi::add_common_responses(&mut doc);
+    doc
+}
+
+/// Every route, with the layers that apply to all of them.
+pub fn router(state: AppState) -> Router {
+    let metrics_here = state.config.metrics_bind.is_none();
+    let (api, _) = routes(metrics_here).split_for_parts();
+    let doc = ops::OpenApiJson(openapi::document(&openapi_document(metrics_here)).into());
+    api.layer(Extension(doc))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(from_fn_with_state(state.clone(), metrics::track))

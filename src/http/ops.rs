@@ -1,28 +1,49 @@
-//! Liveness and readiness.
+//! Liveness, readiness, and this API's own description.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::State, routing::get};
-use serde_json::{Value, json};
+use axum::{Extension, Json, extract::State, response::Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::ApiError,
+    http::openapi::{Problem, json_response},
+    state::AppState,
+};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi_json))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Status {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
 /// The process is up. Touches nothing else.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
 /// Ready to serve: the database answers within a second.
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, body = Status),
+        (status = 503, description = "`unavailable`: the database does not answer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
-        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(Ok(_)) => Ok(Json(Status { status: "ready" })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::Unavailable)
@@ -32,4 +53,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             Err(ApiError::Unavailable)
         }
     }
+}
+
+/// The serialized OpenAPI document, handed to the handler as an extension.
+#[derive(Clone)]
+pub struct OpenApiJson(pub Arc<[u8]>);
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+    json_response(&doc.0)
 }

@@ -1,14 +1,14 @@
 //! /auth/sessions: the caller's own devices.
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{delete, get},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::extractors::{AuthUser, ClientInfo},
@@ -18,23 +18,27 @@ use crate::{
         sessions::{RevokeReason, Session},
     },
     error::ApiError,
-    http::extract::{Path, Query, parse_uuid},
+    http::{
+        extract::{Path, Query, parse_uuid},
+        openapi::Problem,
+    },
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/sessions", get(list).delete(revoke_many))
-        .route("/auth/sessions/{id}", delete(revoke_one))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, revoke_many))
+        .routes(routes!(revoke_one))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionList {
     pub sessions: Vec<Session>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Revoked {
+    /// How many sessions were revoked.
     pub revoked: usize,
 }
 
@@ -51,6 +55,14 @@ pub async fn live_sessions(
     Ok(SessionList { sessions })
 }
 
+/// The caller's live sessions, newest first.
+#[utoipa::path(
+    get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Live sessions; `current` marks the caller's", body = SessionList),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -61,6 +73,15 @@ async fn list(
 }
 
 /// "Sign out that device". Revoking the current session also clears this browser's cookie.
+#[utoipa::path(
+    delete, path = "/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id (UUID)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn revoke_one(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -87,7 +108,7 @@ async fn revoke_one(
     Ok(res)
 }
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Scope {
     #[default]
@@ -95,12 +116,24 @@ enum Scope {
     Others,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeQuery {
+    /// `all` (default) includes the caller's own session; `others` keeps it.
     #[serde(default)]
+    #[param(inline)]
     scope: Scope,
 }
 
+/// Sign out every device (`scope=all`, the default) or every other device (`scope=others`).
+#[utoipa::path(
+    delete, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), params(ScopeQuery),
+    responses(
+        (status = 200, description = "How many sessions were revoked", body = Revoked),
+        (status = 400, description = "`validation_failed` (unknown scope)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn revoke_many(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -1,23 +1,55 @@
 //! Public keys for verifying access tokens (RFC 7517 JWK Set).
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(jwks))
 }
 
 /// Short enough that a resource server sees a rotated key within minutes even without
 /// refetching on an unknown `kid`.
 const JWKS_MAX_AGE: &str = "public, max-age=300";
 
+/// An Ed25519 public key (RFC 8037).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Jwk {
+    #[schema(example = "OKP")]
+    kty: String,
+    #[schema(example = "Ed25519")]
+    crv: String,
+    /// The public key, base64url.
+    x: String,
+    /// Matches the `kid` header of the tokens it signed.
+    kid: String,
+    #[schema(example = "EdDSA")]
+    alg: String,
+    #[serde(rename = "use")]
+    #[schema(example = "sig")]
+    use_: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct JwkSet {
+    /// The signing key first, then keys whose tokens may still be valid.
+    keys: Vec<Jwk>,
+}
+
+/// The keys that verify authd's access tokens.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "resource servers",
+    responses((status = 200, description = "JWK Set", body = JwkSet))
+)]
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.jwt.jwks();
     let mut res = body.to_vec().into_response();

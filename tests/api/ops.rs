@@ -126,3 +126,64 @@ async fn a_second_instance_shares_keys_and_secrets() {
         .unwrap();
     assert_eq!(n, 1, "one key generated, not one per instance");
 }
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let expected = [
+        ("post", "/auth/register"),
+        ("post", "/auth/login"),
+        ("post", "/auth/refresh"),
+        ("post", "/auth/logout"),
+        ("get", "/auth/me"),
+        ("get", "/auth/sessions"),
+        ("delete", "/auth/sessions/{id}"),
+        ("delete", "/auth/sessions"),
+        ("post", "/auth/password"),
+        ("get", "/auth/events"),
+        ("post", "/auth/introspect"),
+        ("get", "/admin/users"),
+        ("get", "/admin/users/{id}"),
+        ("patch", "/admin/users/{id}"),
+        ("get", "/admin/users/{id}/sessions"),
+        ("delete", "/admin/users/{id}/sessions"),
+        ("get", "/admin/users/{id}/events"),
+        ("delete", "/admin/sessions/{id}"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ];
+    for (method, path) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} documented");
+        assert!(
+            op["responses"].as_object().unwrap().len() >= 2,
+            "{method} {path} has its error responses"
+        );
+    }
+    let n: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(n, expected.len(), "nothing undocumented, nothing extra");
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert!(schemes.contains_key("bearer") && schemes.contains_key("refresh_cookie"));
+    assert_eq!(
+        doc["paths"]["/auth/me"]["get"]["security"][0]["bearer"],
+        serde_json::json!([])
+    );
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
