@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test of authd: unit tests and the HTTP integration tests (each test gets its own
-# fresh database on the local Postgres, postgres://postgres@127.0.0.1:5432 by default; set
-# AUTHD_TEST_DATABASE_SERVER to use another server).
+# Runs every test of authd:
+#   1. cargo test: unit tests and the HTTP integration tests (each test gets its own fresh
+#      database on the local Postgres, postgres://postgres@127.0.0.1:5432 by default; set
+#      AUTHD_TEST_DATABASE_SERVER to use another server);
+#   2. schemathesis against a live server: /openapi.json matches reality (no 5xx, no schema or
+#      status-code violations);
+#   3. the browser tests: the JS client and the demo in Chromium against a real authd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test"
 cargo test --all-targets --locked
+
+echo "== OpenAPI conformance (schemathesis)"
+cargo build --locked --bin authd
+bash tests/openapi/schemathesis.sh
 
 echo "== browser tests (tests/browser: the JS client and the demo in Chromium against a real authd)"
 chromium_bin="${CHROMIUM_PATH:-/usr/bin/chromium}"
@@ -14,5 +22,4 @@ if [ ! -x "$chromium_bin" ]; then
   echo "error: $chromium_bin is missing; the browser tests need Debian's chromium (apt-get install -y chromium)" >&2
   exit 1
 fi
-cargo build --locked --bin authd # target/debug/authd, which the browser tests start
 (cd tests/browser && npm ci --no-audit --no-fund && npm test)
