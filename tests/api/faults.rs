@@ -1,0 +1,355 @@
+//! Faults: the database going away and coming back, pool exhaustion, graceful shutdown,
+//! concurrent migrations. The database outage is made with a TCP proxy (see proxy.rs) so each
+//! test breaks only its own server.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+use crate::{
+    helpers::*,
+    proxy::{DbProxy, Mode},
+};
+
+async fn app_behind_proxy(
+    customize: impl FnOnce(&mut authd::config::Config),
+) -> (TestApp, DbProxy) {
+    let proxy = DbProxy::start("127.0.0.1:5432").await;
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let mut config = test_config(&db_name);
+    config.database_url = proxy.url(&db_name);
+    customize(&mut config);
+    (spawn_with_db(config, db_name).await, proxy)
+}
+
+async fn status(app: &TestApp, req: reqwest::RequestBuilder) -> (u16, Duration) {
+    let started = Instant::now();
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    if status >= 400 {
+        problem(res).await; // every error is still a problem+json
+    }
+    let _ = app;
+    (status, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itself() {
+    let (app, proxy) = app_behind_proxy(|_| {}).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let refresh_req = || {
+        app.client
+            .post(app.url("/auth/refresh"))
+            .header("cookie", format!("authd_refresh={}", t.refresh))
+    };
+
+    proxy.set(Mode::Cut);
+    let unready = eventually(Duration::from_secs(10), || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 503
+    })
+    .await;
+    assert!(unready, "/readyz reports the outage");
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the process is up"
+    );
+    for (what, req) in [
+        (
+            "login",
+            app.client
+                .post(app.url("/auth/login"))
+                .json(&serde_json::json!({"email": "ann@example.test", "password": PASSWORD})),
+        ),
+        ("refresh", refresh_req()),
+        (
+            "me",
+            app.client.get(app.url("/auth/me")).bearer_auth(&t.access),
+        ),
+    ] {
+        let (code, took) = status(&app, req).await;
+        assert_eq!(code, 503, "{what} during the outage");
+        assert!(
+            took < Duration::from_secs(10),
+            "{what} answered, not hung ({took:?})"
+        );
+    }
+    let res = refresh_req().send().await.unwrap();
+    assert!(
+        set_cookies(&res).is_empty(),
+        "a 503 does not clear the cookie: the token may still be good"
+    );
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_problem(res, 503, "unavailable").await;
+
+    // Back again: no restart, and the refresh token was never half-consumed.
+    proxy.set(Mode::Open);
+    let ready = eventually(Duration::from_secs(15), || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    assert!(ready, "recovers by itself");
+    let t1 = app.refresh(&t.refresh).await;
+    assert_eq!(app.me_status(&t1.access).await, 200);
+    let live = eventually(Duration::from_secs(15), || async {
+        app.state.revocations.is_live()
+    })
+    .await;
+    assert!(live, "the revocation listener reconnects too");
+}
+
+#[tokio::test]
+async fn a_refresh_caught_by_the_outage_is_either_fully_rotated_or_still_valid() {
+    let (app, proxy) = app_behind_proxy(|_| {}).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    // Hold the database traffic so the refresh is in flight, then cut everything.
+    proxy.set(Mode::Paused);
+    let pending = tokio::spawn({
+        let client = app.client.clone();
+        let url = app.url("/auth/refresh");
+        let cookie = format!("authd_refresh={}", t.refresh);
+        async move {
+            client
+                .post(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set(Mode::Cut);
+    let code = pending.await.unwrap().unwrap();
+    assert_eq!(code, 503, "the caught refresh fails cleanly");
+    proxy.set(Mode::Open);
+
+    // Whatever the database saw, presenting the same token again works: it was either not
+    // consumed, or consumed with its successor written in the same statement (grace replay).
+    let again = eventually(Duration::from_secs(15), || async {
+        app.refresh_with(&t.refresh).await.status() == 200
+    })
+    .await;
+    assert!(again);
+    let rows: Vec<(bool,)> =
+        sqlx::query_as("SELECT used_at IS NOT NULL FROM refresh_tokens ORDER BY created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [(true,), (false,)],
+        "one token consumed, exactly one successor, nothing half-written"
+    );
+    assert!(app.revoked_reason(t.session_id).await.is_none());
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_gives_503_with_retry_after_instead_of_queueing_forever() {
+    let app = spawn_app_with(|c| c.db_max_connections = 1).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let held = app.state.db.acquire().await.unwrap();
+    let (code, took) = status(
+        &app,
+        app.client
+            .get(app.url("/auth/sessions"))
+            .bearer_auth(&t.access),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert!(took < Duration::from_secs(10), "bounded wait ({took:?})");
+    let res = app
+        .client
+        .get(app.url("/auth/sessions"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(held);
+    assert_eq!(app.get("/auth/sessions", &t.access).await.status(), 200);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn authd_process(database_url: &str, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_authd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("AUTHD_BIND", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
+    let proxy = DbProxy::start("127.0.0.1:5432").await;
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let port = free_port();
+    let mut child = authd_process(&proxy.url(&db_name), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(30), || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(up);
+    let creds = serde_json::json!({"email": "ann@example.test", "password": PASSWORD});
+    client
+        .post(format!("{base}/auth/register"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    let t = tokens_from(
+        client
+            .post(format!("{base}/auth/login"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    proxy.set(Mode::Paused); // the refresh will wait on the database
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/auth/refresh");
+        let cookie = format!("authd_refresh={}", t.refresh);
+        async move { client.post(url).header("cookie", cookie).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let refused = eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(refused, "no new connections after SIGTERM");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still finishing the in-flight request"
+    );
+
+    proxy.set(Mode::Open);
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight refresh got its response");
+    assert_eq!(res.status(), 200, "the in-flight refresh completed");
+    let t1 = tokens_from(res).await;
+    assert_ne!(t1.refresh, t.refresh);
+    let exited = eventually(Duration::from_secs(25), || {
+        let done = child.try_wait().unwrap();
+        async move { done.is_some() }
+    })
+    .await;
+    assert!(exited, "the process exits once drained");
+    assert!(child.wait().unwrap().success(), "exit status 0");
+
+    let mut conn =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
+            .await
+            .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"DROP DATABASE "{db_name}" WITH (FORCE)"#
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn two_instances_can_migrate_the_same_new_database_at_once() {
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let url = format!("{}/{}", server_url(), db_name);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_authd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &url)
+            .env("RUST_LOG", "warn")
+            .arg("migrate")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (run(), run());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, files, "every migration applied exactly once");
+    drop(conn);
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
+            .await
+            .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        r#"DROP DATABASE "{db_name}" WITH (FORCE)"#
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}
