@@ -1,4 +1,4 @@
-//! /auth: register, login, refresh, logout, me, password change.
+//! /auth: register, and the token lifecycle: login, refresh, logout.
 
 use axum::{
     extract::State,
@@ -15,7 +15,7 @@ use crate::{
     auth::{
         cookies::PresentedCookie,
         csrf::CsrfChecked,
-        extractors::{AuthUser, ClientInfo, bearer_token},
+        extractors::{ClientInfo, bearer_token},
         refresh::{self, RefreshToken},
     },
     db::{
@@ -37,8 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(me))
-        .routes(routes!(change_password))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -363,95 +361,4 @@ async fn logout(
         tracing::info!(session_id = %sid, "logout");
     }
     Ok(clear_cookie(&state, StatusCode::NO_CONTENT.into_response()))
-}
-
-/// The caller. Served from the user cache while the NOTIFY listener is live (no query).
-#[utoipa::path(
-    get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The caller", body = User),
-        (status = 401, description = "`unauthorized`, `invalid_token`, `token_expired` or `session_revoked`",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<User>, ApiError> {
-    let live = state.revocations.is_live();
-    if live && let Some(user) = state.users.get(auth.user_id) {
-        return Ok(axum::Json(user));
-    }
-    let epoch = state.users.epoch();
-    let user = db::users::by_id(&state.db, auth.user_id)
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
-    if live {
-        state.users.insert(epoch, user.clone());
-    }
-    Ok(axum::Json(user))
-}
-
-#[derive(Deserialize, ToSchema)]
-struct PasswordChange {
-    #[schema(min_length = 8, max_length = 128)]
-    current_password: String,
-    /// 8 to 128 characters, not a common password.
-    #[schema(min_length = 8, max_length = 128)]
-    new_password: String,
-}
-
-/// Changes the password and revokes every other session of the user.
-#[utoipa::path(
-    post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
-    responses(
-        (status = 204, description = "Changed; the caller's other sessions are revoked"),
-        (status = 401, description = "`invalid_credentials` (wrong current password) or a Bearer failure",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn change_password(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    client: ClientInfo,
-    Json(body): Json<PasswordChange>,
-) -> Result<StatusCode, ApiError> {
-    let current = Password::parse("current_password", body.current_password);
-    let new = NewPassword::parse("new_password", body.new_password);
-    let (current, new) = match (current, new) {
-        (Ok(c), Ok(n)) => (c, n),
-        (c, n) => {
-            return Err(ApiError::Validation(
-                c.err().into_iter().chain(n.err()).collect(),
-            ));
-        }
-    };
-    let creds = db::users::credentials_by_id(&state.db, auth.user_id)
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
-    if !state
-        .hasher
-        .verify(current.expose(), Some(&creds.password_hash))
-        .await?
-    {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let hash = state.hasher.hash(new.expose()).await?;
-    let mut tx = state.db.begin().await?;
-    db::users::set_password(&mut *tx, auth.user_id, &hash).await?;
-    let revoked = db::sessions::revoke_all(
-        &mut *tx,
-        auth.user_id,
-        Some(auth.session_id),
-        RevokeReason::PasswordChanged,
-    )
-    .await?;
-    let changed = Event::new("password_changed", Some(auth.user_id), &client)
-        .session(auth.session_id)
-        .actor(auth.user_id)
-        .detail(json!({"revoked_sessions": revoked.len()}));
-    events::record(&mut *tx, &changed).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::PasswordChanged, &revoked);
-    tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, each exposing `router()`.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod events;
@@ -31,6 +32,7 @@ use crate::{error::ApiError, metrics, state::AppState, telemetry};
 pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
     let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(auth::router())
+        .merge(account::router())
         .merge(introspect::router())
         .merge(sessions::router())
         .merge(events::router())

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-async fn kinds(app: &TestApp, path: &str, access: &str) -> Vec<String> {
+pub async fn kinds(app: &TestApp, path: &str, access: &str) -> Vec<String> {
     let body: Value = app.get(path, access).await.json().await.unwrap();
     body["events"]
         .as_array()
@@ -175,24 +175,4 @@ async fn admins_read_any_users_history_page_by_page_and_their_actions_are_attrib
     .await;
     let bob = app.signup_and_login("bob@example.test").await;
     assert_problem(app.get(&path, &bob.access).await, 403, "forbidden").await;
-}
-
-#[tokio::test]
-async fn old_events_are_cleaned_up() {
-    let app = spawn_app().await;
-    let t = app.signup_and_login("ann@example.test").await;
-    sqlx::query(
-        "UPDATE auth_events SET at = now() - interval '100 days' WHERE kind = 'user_registered'",
-    )
-    .execute(&app.db)
-    .await
-    .unwrap();
-    let n = authd::cleanup::events_once(&app.db, std::time::Duration::from_secs(90 * 86_400))
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
-    assert_eq!(
-        kinds(&app, "/auth/events", &t.access).await,
-        ["login_succeeded"]
-    );
 }

@@ -1,23 +1,10 @@
 //! The `authd` binary: configuration errors, migrate, and the offline admin commands.
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
+use std::{io::Write, process::Stdio};
 
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-fn authd(db_name: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authd"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("{}/{}", server_url(), db_name))
-        .env("AUTHD_LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn");
-    cmd
-}
 
 #[test]
 fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
@@ -32,7 +19,7 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
             "https://ok.test,https://bad.test/path",
         ),
     ] {
-        let out = authd("unused").env(var, value).output().unwrap();
+        let out = authd_command("unused").env(var, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{var}: {stderr}");
@@ -58,7 +45,7 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
             "AUTHD_COOKIE_SECURE",
         ),
     ] {
-        let out = authd("unused").envs(envs.clone()).output().unwrap();
+        let out = authd_command("unused").envs(envs.clone()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{envs:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -70,7 +57,7 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
 
 #[test]
 fn an_unreachable_database_fails_after_a_bounded_retry() {
-    let out = authd("x")
+    let out = authd_command("x")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/authd")
         .env("AUTHD_DB_CONNECT_TIMEOUT", "1s")
         .arg("migrate")
@@ -84,7 +71,7 @@ fn an_unreachable_database_fails_after_a_bounded_retry() {
 #[tokio::test]
 async fn offline_admin_commands() {
     let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let out = authd(&db_name).arg("migrate").output().unwrap();
+    let out = authd_command(&db_name).arg("migrate").output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -92,7 +79,7 @@ async fn offline_admin_commands() {
     );
 
     // Password from AUTHD_PASSWORD...
-    let out = authd(&db_name)
+    let out = authd_command(&db_name)
         .env("AUTHD_PASSWORD", PASSWORD)
         .args(["user", "add", "--email", "root@example.test", "--admin"])
         .output()
@@ -103,7 +90,7 @@ async fn offline_admin_commands() {
         String::from_utf8_lossy(&out.stderr)
     );
     // ...or from stdin.
-    let mut child = authd(&db_name)
+    let mut child = authd_command(&db_name)
         .args(["user", "add", "--email", "ann@example.test"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -123,7 +110,7 @@ async fn offline_admin_commands() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A weak password is refused.
-    let out = authd(&db_name)
+    let out = authd_command(&db_name)
         .env("AUTHD_PASSWORD", "password")
         .args(["user", "add", "--email", "c@example.test"])
         .output()
@@ -138,7 +125,7 @@ async fn offline_admin_commands() {
     assert_eq!(root.body["user"]["roles"], serde_json::json!(["admin"]));
     let ann = app.login("ann@example.test").await;
 
-    let out = authd(&db_name)
+    let out = authd_command(&db_name)
         .args(["sessions", "revoke", "--email", "ann@example.test"])
         .output()
         .unwrap();
@@ -146,7 +133,7 @@ async fn offline_admin_commands() {
     assert_problem(app.refresh_with(&ann.refresh).await, 401, "session_revoked").await;
 
     let ann2 = app.login("ann@example.test").await;
-    let out = authd(&db_name)
+    let out = authd_command(&db_name)
         .args(["user", "disable", "--email", "ann@example.test"])
         .output()
         .unwrap();
@@ -164,7 +151,7 @@ async fn offline_admin_commands() {
     )
     .await;
 
-    let out = authd(&db_name)
+    let out = authd_command(&db_name)
         .args(["user", "disable", "--email", "nobody@example.test"])
         .output()
         .unwrap();

@@ -293,16 +293,7 @@ async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
     assert!(exited, "the process exits once drained");
     assert!(child.wait().unwrap().success(), "exit status 0");
 
-    let mut conn =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
-            .await
-            .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"DROP DATABASE "{db_name}" WITH (FORCE)"#
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    drop_database(&db_name).await;
 }
 
 #[tokio::test]
@@ -342,14 +333,5 @@ async fn two_instances_can_migrate_the_same_new_database_at_once() {
         .count() as i64;
     assert_eq!(applied, files, "every migration applied exactly once");
     drop(conn);
-    let mut admin =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
-            .await
-            .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"DROP DATABASE "{db_name}" WITH (FORCE)"#
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    drop_database(&db_name).await;
 }

@@ -109,17 +109,7 @@ impl Drop for TestApp {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    PgConnection::connect(&format!("{}/postgres", server_url())).await
-                {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
+            rt.block_on(drop_database(&name));
         })
         .join();
     }
@@ -342,5 +332,35 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until an instance trusts its in-memory deny-list (listener connected + reloaded).
+pub async fn wait_live(app: &TestApp) {
+    let live = eventually(Duration::from_secs(10), || async {
+        app.state.revocations.is_live()
+    })
+    .await;
+    assert!(live, "the notification listener came up");
+}
+
+/// The `authd` binary with a clean environment, on the given database.
+pub fn authd_command(db_name: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authd"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", format!("{}/{}", server_url(), db_name))
+        .env("AUTHD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Drops a test database, disconnecting whoever still uses it.
+pub async fn drop_database(name: &str) {
+    if let Ok(mut conn) = PgConnection::connect(&format!("{}/postgres", server_url())).await {
+        let sql = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
     }
 }

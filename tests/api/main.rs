@@ -2,10 +2,13 @@
 
 mod helpers;
 mod hostile;
+mod introspect;
+mod keys;
 
 mod admin;
 mod audit;
 mod browser_safety;
+mod cleanup;
 mod cli;
 mod errors;
 mod faults;

@@ -277,16 +277,7 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
         "a cookie leaked into the logs"
     );
 
-    let mut conn =
-        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
-            .await
-            .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        r#"DROP DATABASE "{db_name}" WITH (FORCE)"#
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    drop_database(&db_name).await;
 }
 
 /// SIGTERM, without a libc dependency in the tests.
