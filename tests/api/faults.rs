@@ -48,13 +48,7 @@ async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itsel
 
     proxy.set(Mode::Cut);
     let unready = eventually(Duration::from_secs(10), || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
+        app.readyz_status().await == 503
     })
     .await;
     assert!(unready, "/readyz reports the outage");
@@ -99,13 +93,7 @@ async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itsel
     // Back again: no restart, and the refresh token was never half-consumed.
     proxy.set(Mode::Open);
     let ready = eventually(Duration::from_secs(15), || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
+        app.readyz_status().await == 200
     })
     .await;
     assert!(ready, "recovers by itself");
@@ -198,44 +186,13 @@ async fn an_exhausted_pool_gives_503_with_retry_after_instead_of_queueing_foreve
     assert_eq!(app.get("/auth/sessions", &t.access).await.status(), 200);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn authd_process(database_url: &str, port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_authd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("AUTHD_BIND", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
     let proxy = DbProxy::start("127.0.0.1:5432").await;
     let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let port = free_port();
-    let mut child = authd_process(&proxy.url(&db_name), port);
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base) = spawn_authd_process(&proxy.url(&db_name), &[]).await;
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(30), || async {
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-    assert!(up);
     let creds = serde_json::json!({"email": "ann@example.test", "password": PASSWORD});
     client
         .post(format!("{base}/auth/register"))
@@ -261,10 +218,7 @@ async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
         async move { client.post(url).header("cookie", cookie).send().await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(child.id());
     let refused = eventually(Duration::from_secs(5), || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

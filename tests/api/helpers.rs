@@ -364,3 +364,60 @@ pub async fn drop_database(name: &str) {
             .await;
     }
 }
+
+/// A free TCP port on 127.0.0.1 (for servers started as separate processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the real binary (`authd serve`) on `database_url` and waits until it is ready.
+/// `RUST_LOG` and any extra variables come from `env`; stdout and stderr are piped.
+pub async fn spawn_authd_process(
+    database_url: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let child = authd_command("unused")
+        .env("DATABASE_URL", database_url)
+        .env("AUTHD_BIND", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(30), || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(up, "authd at {base} became ready");
+    (child, base)
+}
+
+pub fn sigterm(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+impl TestApp {
+    pub async fn readyz_status(&self) -> u16 {
+        self.client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}

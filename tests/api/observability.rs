@@ -1,10 +1,6 @@
 //! Metrics, request ids, and logs that never contain secrets.
 
-use std::{
-    io::Read,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::io::Read;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -140,32 +136,12 @@ async fn request_ids_are_echoed_or_generated() {
 #[tokio::test]
 async fn logs_never_contain_tokens_cookies_or_passwords() {
     let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("{}/{}", server_url(), db_name))
-        .env("AUTHD_BIND", format!("127.0.0.1:{port}"))
-        .env("AUTHD_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(30), || async {
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    let (mut child, base) = spawn_authd_process(
+        &format!("{}/{}", server_url(), db_name),
+        &[("RUST_LOG", "debug")],
+    )
     .await;
-    assert!(up);
+    let client = reqwest::Client::new();
     let password = "my very secret passphrase 42";
     let creds = json!({"email": "ann@example.test", "password": password});
     client
@@ -278,12 +254,4 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
     );
 
     drop_database(&db_name).await;
-}
-
-/// SIGTERM, without a libc dependency in the tests.
-fn sigterm(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
 }

@@ -40,13 +40,7 @@ async fn readyz_is_503_when_the_database_is_gone_and_healthz_still_200() {
     .await
     .unwrap();
     let unready = eventually(std::time::Duration::from_secs(10), || async {
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
+        app.readyz_status().await == 503
     })
     .await;
     assert!(unready);
