@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::State,
     http::{HeaderValue, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use prometheus_client::{
@@ -185,7 +184,8 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
-    fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    /// Counts a request by its route template (never the raw path: bounded label values).
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         self.http_requests
             .get_or_create(&HttpLabels {
                 route: route.to_owned(),
@@ -212,22 +212,6 @@ pub fn outcome_of(err: &ApiError) -> &'static str {
         ApiError::RefreshTokenMissing => "missing",
         other => other.code(),
     }
-}
-
-/// Counts every request by its route template (never the raw path: bounded label values).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let started = std::time::Instant::now();
-    let res = next.run(req).await;
-    let route = route.as_deref().unwrap_or("unmatched");
-    state
-        .metrics
-        .observe_http(route, &method, res.status().as_u16(), started.elapsed());
-    res
 }
 
 /// Prometheus metrics (OpenMetrics text). Only on AUTHD_METRICS_BIND when that is set.

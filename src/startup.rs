@@ -17,7 +17,7 @@ use crate::{
     db, domain, http, notify,
     ratelimit::{self, RateLimits},
     revocation::Revocations,
-    state::AppState,
+    state::{AppState, Shared},
     usercache::UserCache,
 };
 
@@ -147,7 +147,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             db: pool,
             jwt: Arc::new(Jwt::new(
                 keys,
@@ -165,7 +165,7 @@ impl Application {
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             config: Arc::new(config),
-        };
+        });
         Ok(Self {
             listener,
             state,

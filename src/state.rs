@@ -1,6 +1,7 @@
-//! Shared application state, handed to handlers through `State<AppState>`.
+//! Shared application state, handed to handlers through `State<AppState>`. Cloning it (axum
+//! does, several times per request) is one reference-count increment.
 
-use std::sync::Arc;
+use std::{ops::Deref, sync::Arc};
 
 use sqlx::PgPool;
 
@@ -16,7 +17,23 @@ use crate::{
 };
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub jwt: Arc<Jwt>,

@@ -46,23 +46,14 @@ fn acceptable_request_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-pub async fn request_id(
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let id = req
-        .headers()
+/// The caller's request id if acceptable, else a new one.
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|s| acceptable_request_id(s))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
-    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
-    res
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// The span every request's log lines carry. `user_id`/`session_id` are filled in by the
@@ -71,8 +62,7 @@ pub fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or("unmatched", |p| p.as_str());
     let id = req
         .extensions()
         .get::<RequestId>()

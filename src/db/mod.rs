@@ -42,11 +42,28 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     Ok(PgConnectOptions::from_str(url)?.application_name("authd"))
 }
 
+/// Idle connections older than this are pinged before use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
 /// A pool with bounded waits: a request that cannot get a connection in time fails fast.
+///
+/// sqlx pings every connection it hands out by default, an extra round trip per request (on
+/// the refresh path it turned one round trip into two). Only connections that sat idle long
+/// enough to have gone stale are pinged; a connection that died under load fails its query,
+/// which is a 503 and is then discarded.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(connect_options(url)?)
         .await
 }

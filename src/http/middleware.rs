@@ -1,32 +1,47 @@
 //! Layers that apply to every response: security headers, CORS, a request deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{
-    extract::Request,
+    extract::{MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{config::Config, error::ApiError};
+use crate::{
+    config::Config,
+    error::ApiError,
+    state::AppState,
+    telemetry::{self, REQUEST_ID_HEADER, RequestId},
+};
 
 /// A request (body included) that takes longer than this gets 408, so a slow client cannot
 /// hold a connection slot and a handler forever.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
-pub async fn deadline(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+/// What every request goes through, as one layer (each layer costs an allocation and a state
+/// clone per request): the request id, the deadline, HTTP metrics by route template, and the
+/// security headers (`X-Content-Type-Options`, `Referrer-Policy`, `X-Frame-Options`, a deny-all
+/// CSP: authd serves no documents).
+pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = telemetry::request_id_of(req.headers());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
+    let started = Instant::now();
+    let mut res = match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::RequestTimeout.into_response(),
-    }
-}
-
-/// `X-Content-Type-Options`, `Referrer-Policy`, `X-Frame-Options` and a deny-all CSP on every
-/// response (authd serves no documents).
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
+    };
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.observe_http(
+        route,
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -41,6 +56,9 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert(REQUEST_ID_HEADER, v);
+    }
     res
 }
 

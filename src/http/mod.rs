@@ -13,10 +13,7 @@ pub mod sessions;
 pub mod wellknown;
 
 use axum::{
-    Extension, Router,
-    extract::DefaultBodyLimit,
-    middleware::{from_fn, from_fn_with_state},
-    routing::get,
+    Extension, Router, extract::DefaultBodyLimit, middleware::from_fn_with_state, routing::get,
 };
 use tower_http::{
     LatencyUnit,
@@ -60,11 +57,8 @@ pub fn router(state: AppState) -> Router {
     api.layer(Extension(doc))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(from_fn(middleware::deadline))
         .layer(middleware::cors(&state.config))
-        .layer(from_fn(middleware::security_headers))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::request_span)
@@ -75,7 +69,7 @@ pub fn router(state: AppState) -> Router {
                         .latency_unit(LatencyUnit::Micros),
                 ),
         )
-        .layer(from_fn(telemetry::request_id))
+        .layer(from_fn_with_state(state.clone(), middleware::edge))
         .with_state(state)
 }
 
