@@ -74,6 +74,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
+    /// Unavailable because the database is; trips the fast-fail breaker (see `dbhealth`).
+    #[error("the service is temporarily unavailable; retry later")]
+    DatabaseUnavailable,
     /// Anything unexpected. The message is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -103,7 +106,7 @@ impl ApiError {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             EmailTaken => StatusCode::CONFLICT,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable | DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,7 +139,7 @@ impl ApiError {
             EmailTaken => "email_taken",
             RequestTimeout => "request_timeout",
             RateLimited { .. } => "rate_limited",
-            Unavailable => "unavailable",
+            Unavailable | DatabaseUnavailable => "unavailable",
             Internal(_) => "internal",
         }
     }
@@ -186,7 +189,13 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            ApiError::DatabaseUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ => {}
+        }
+        if matches!(self, ApiError::DatabaseUnavailable) {
+            res.extensions_mut().insert(DatabaseDown);
         }
         res
     }
@@ -203,11 +212,11 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => {
                 tracing::warn!(error = %err, "database unavailable");
-                ApiError::Unavailable
+                ApiError::DatabaseUnavailable
             }
             sqlx::Error::Database(db) if is_unavailable_sqlstate(db.code().as_deref()) => {
                 tracing::warn!(error = %err, "database unavailable");
-                ApiError::Unavailable
+                ApiError::DatabaseUnavailable
             }
             _ => ApiError::Internal(err.to_string()),
         }
@@ -220,6 +229,10 @@ impl From<sqlx::Error> for ApiError {
 fn is_unavailable_sqlstate(code: Option<&str>) -> bool {
     matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57P") || c.starts_with("28") || c == "53300" || c == "3D000")
 }
+
+/// Marks a response whose 503 came from the database (read by the edge middleware).
+#[derive(Clone, Copy, Debug)]
+pub struct DatabaseDown;
 
 /// A Bearer-authentication failure: the same problem, plus the RFC 6750 challenge.
 #[derive(Debug)]

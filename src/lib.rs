@@ -3,6 +3,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dbhealth;
 pub mod domain;
 pub mod error;
 pub mod http;

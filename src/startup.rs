@@ -164,6 +164,7 @@ impl Application {
             keys_changed: Arc::new(tokio::sync::Notify::new()),
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            db_health: crate::dbhealth::DbHealth::new(db::connect_options(&config.database_url)?),
             config: Arc::new(config),
         });
         Ok(Self {

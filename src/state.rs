@@ -9,6 +9,7 @@ use crate::{
     auth::{cookies::CookieSettings, jwt::Jwt, password::PasswordHasher, refresh::SuccessorKey},
     config::Config,
     db::sessions::RevokeReason,
+    dbhealth::DbHealth,
     error::ApiError,
     metrics::Metrics,
     ratelimit::RateLimits,
@@ -50,6 +51,8 @@ pub struct Shared {
     pub keys_changed: Arc<tokio::sync::Notify>,
     pub last_key_reload: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
     pub metrics: Arc<Metrics>,
+    /// Fast failure while the database is down.
+    pub db_health: Arc<DbHealth>,
 }
 
 impl AppState {

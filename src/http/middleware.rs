@@ -12,7 +12,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     config::Config,
-    error::ApiError,
+    error::{ApiError, DatabaseDown},
     state::AppState,
     telemetry::{self, REQUEST_ID_HEADER, RequestId},
 };
@@ -29,13 +29,21 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     let id = telemetry::request_id_of(req.headers());
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
     let started = Instant::now();
-    let mut res = match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
-        Ok(res) => res,
-        Err(_) => ApiError::RequestTimeout.into_response(),
+    let mut res = if state.db_health.is_down() && method != Method::OPTIONS && needs_database(route)
+    {
+        ApiError::DatabaseUnavailable.into_response()
+    } else {
+        match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => ApiError::RequestTimeout.into_response(),
+        }
     };
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    if res.extensions().get::<DatabaseDown>().is_some() {
+        state.db_health.suspect();
+    }
     state.metrics.observe_http(
         route,
         method.as_str(),
@@ -60,6 +68,14 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         h.insert(REQUEST_ID_HEADER, v);
     }
     res
+}
+
+/// Routes that can answer without the database (everything else fails fast while it is down).
+fn needs_database(route: &str) -> bool {
+    !matches!(
+        route,
+        "/healthz" | "/.well-known/jwks.json" | "/openapi.json" | "/metrics" | "unmatched"
+    )
 }
 
 /// CORS with credentials for exactly the configured origins (never `*`); others get no

@@ -46,11 +46,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
         Ok(Ok(_)) => Ok(Json(Status { status: "ready" })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::Unavailable)
+            Err(ApiError::DatabaseUnavailable)
         }
         Err(_) => {
             tracing::warn!("readiness check timed out");
-            Err(ApiError::Unavailable)
+            Err(ApiError::DatabaseUnavailable)
         }
     }
 }

@@ -89,6 +89,20 @@ async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itsel
     );
     assert_eq!(res.headers()["retry-after"], "1");
     assert_problem(res, 503, "unavailable").await;
+    // The database is known down: the rest fail fast without waiting on the pool, while routes
+    // that need no database keep working.
+    let known_down = eventually(Duration::from_secs(2), || async {
+        app.state.db_health.is_down()
+    })
+    .await;
+    assert!(known_down);
+    let jwks = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
 
     // Back again: no restart, and the refresh token was never half-consumed.
     proxy.set(Mode::Open);
@@ -97,6 +111,7 @@ async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itsel
     })
     .await;
     assert!(ready, "recovers by itself");
+    assert!(!app.state.db_health.is_down(), "the breaker closed");
     let t1 = app.refresh(&t.refresh).await;
     assert_eq!(app.me_status(&t1.access).await, 200);
     let live = eventually(Duration::from_secs(15), || async {
@@ -181,6 +196,10 @@ async fn an_exhausted_pool_gives_503_with_retry_after_instead_of_queueing_foreve
             .unwrap()
             .status(),
         200
+    );
+    assert!(
+        !app.state.db_health.is_down(),
+        "a busy pool is not a database outage"
     );
     drop(held);
     assert_eq!(app.get("/auth/sessions", &t.access).await.status(), 200);
