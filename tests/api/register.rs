@@ -128,3 +128,28 @@ async fn closed_registration_is_403() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+/// Found by fuzzing: lower-casing can lengthen an email ('İ' → "i̇"). The limit applies to the
+/// stored form, and the database accepts whatever authd normalized (no 500).
+#[tokio::test]
+async fn unicode_emails_are_normalized_once_and_bounded_after_normalization() {
+    let app = spawn_app().await;
+    let too_long = format!("{}İ@b.test", "a".repeat(246)); // 254 chars, 255 once lower-cased
+    assert_problem(
+        app.register(&too_long, PASSWORD).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let just_fits = format!("{}İ@b.test", "a".repeat(245));
+    let res = app.register(&just_fits, PASSWORD).await;
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["email"].as_str().unwrap().chars().count(), 254);
+    assert_eq!(
+        app.login_response(&just_fits.to_uppercase(), PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
