@@ -165,6 +165,7 @@ impl Application {
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             db_health: crate::dbhealth::DbHealth::new(db::connect_options(&config.database_url)?),
+            openapi: std::sync::OnceLock::new(),
             config: Arc::new(config),
         });
         Ok(Self {

@@ -3,6 +3,7 @@
 
 use std::{ops::Deref, sync::Arc};
 
+use axum::body::Bytes;
 use sqlx::PgPool;
 
 use crate::{
@@ -53,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fast failure while the database is down.
     pub db_health: Arc<DbHealth>,
+    /// The serialized OpenAPI document, built on first request.
+    pub openapi: std::sync::OnceLock<Bytes>,
 }
 
 impl AppState {

@@ -1,4 +1,5 @@
-//! Users by id, in memory, so `GET /auth/me` needs no database query. Entries are dropped on the
+//! Users by id, in memory, as their serialized JSON (what `GET /auth/me` returns), so that
+//! endpoint needs no database query and no serialization. Entries are dropped on the
 //! `authd_users` NOTIFY (any UPDATE of users) and the whole cache is cleared whenever the
 //! listener reconnects; it is only used while the revocation list is live (same trust rule).
 //!
@@ -13,21 +14,20 @@ use std::{
     },
 };
 
+use axum::body::Bytes;
 use uuid::Uuid;
-
-use crate::db::users::User;
 
 /// Beyond this many users the cache starts over (bounded memory).
 pub const MAX_USERS: usize = 100_000;
 
 #[derive(Default)]
 pub struct UserCache {
-    users: RwLock<HashMap<Uuid, User>>,
+    users: RwLock<HashMap<Uuid, Bytes>>,
     epoch: AtomicU64,
 }
 
 impl UserCache {
-    pub fn get(&self, id: Uuid) -> Option<User> {
+    pub fn get(&self, id: Uuid) -> Option<Bytes> {
         self.users
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -40,7 +40,7 @@ impl UserCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub fn insert(&self, epoch: u64, user: User) {
+    pub fn insert(&self, epoch: u64, id: Uuid, json: Bytes) {
         let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
         if self.epoch.load(Ordering::Acquire) != epoch {
             return;
@@ -48,7 +48,7 @@ impl UserCache {
         if users.len() >= MAX_USERS {
             users.clear();
         }
-        users.insert(user.id, user);
+        users.insert(id, json);
     }
 
     pub fn invalidate(&self, id: Uuid) {
@@ -76,27 +76,18 @@ impl UserCache {
 mod tests {
     use super::*;
 
-    fn user() -> User {
-        User {
-            id: Uuid::new_v4(),
-            email: "a@b.test".into(),
-            roles: vec![],
-            disabled: false,
-            created_at: time::OffsetDateTime::now_utc(),
-        }
-    }
-
     #[test]
     fn a_read_racing_an_invalidation_is_not_cached() {
         let c = UserCache::default();
-        let u = user();
+        let id = Uuid::new_v4();
+        let body = Bytes::from_static(b"{}");
         let epoch = c.epoch();
-        c.invalidate(u.id); // an UPDATE committed while we were reading the old row
-        c.insert(epoch, u.clone());
-        assert!(c.get(u.id).is_none());
-        c.insert(c.epoch(), u.clone());
-        assert_eq!(c.get(u.id).map(|x| x.id), Some(u.id));
-        c.invalidate(u.id);
-        assert!(c.get(u.id).is_none());
+        c.invalidate(id); // an UPDATE committed while we were reading the old row
+        c.insert(epoch, id, body.clone());
+        assert!(c.get(id).is_none());
+        c.insert(c.epoch(), id, body.clone());
+        assert_eq!(c.get(id), Some(body));
+        c.invalidate(id);
+        assert!(c.get(id).is_none());
     }
 }

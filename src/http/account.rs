@@ -1,6 +1,11 @@
 //! /auth/me and /auth/password: the caller's own account.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -36,19 +41,31 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<axum::Json<User>, ApiError> {
+async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Response, ApiError> {
     let live = state.revocations.is_live();
-    if live && let Some(user) = state.users.get(auth.user_id) {
-        return Ok(axum::Json(user));
+    if live && let Some(json) = state.users.get(auth.user_id) {
+        return Ok(json_response(json));
     }
     let epoch = state.users.epoch();
     let user = db::users::by_id(&state.db, auth.user_id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
+    let json = Bytes::from(serde_json::to_vec(&user).map_err(ApiError::internal)?);
     if live {
-        state.users.insert(epoch, user.clone());
+        state.users.insert(epoch, user.id, json.clone());
     }
-    Ok(axum::Json(user))
+    Ok(json_response(json))
+}
+
+fn json_response(json: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, ToSchema)]

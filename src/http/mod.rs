@@ -12,9 +12,7 @@ pub mod ops;
 pub mod sessions;
 pub mod wellknown;
 
-use axum::{
-    Extension, Router, extract::DefaultBodyLimit, middleware::from_fn_with_state, routing::get,
-};
+use axum::{Router, extract::DefaultBodyLimit, middleware::from_fn_with_state, routing::get};
 use tower_http::{
     LatencyUnit,
     trace::{DefaultOnResponse, TraceLayer},
@@ -53,12 +51,16 @@ pub fn openapi_document(metrics_on_main_listener: bool) -> utoipa::openapi::Open
 pub fn router(state: AppState) -> Router {
     let metrics_here = state.config.metrics_bind.is_none();
     let (api, _) = routes(metrics_here).split_for_parts();
-    let doc = ops::OpenApiJson(openapi::document(&openapi_document(metrics_here)).into());
-    api.layer(Extension(doc))
+    let mut router = api
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(middleware::cors(&state.config))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+    // Without allowed origins no browser may call cross-origin: no CORS layer (and no Vary
+    // headers on every response).
+    if !state.config.allowed_origins.0.is_empty() {
+        router = router.layer(middleware::cors(&state.config));
+    }
+    router
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::request_span)

@@ -151,8 +151,8 @@ pub fn document(openapi: &utoipa::openapi::OpenApi) -> Vec<u8> {
     serde_json::to_vec(openapi).unwrap_or_default()
 }
 
-pub fn json_response(body: &[u8]) -> Response {
-    let mut res = body.to_vec().into_response();
+pub fn json_response(body: &axum::body::Bytes) -> Response {
+    let mut res = body.clone().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -1,15 +1,15 @@
 //! Liveness, readiness, and this API's own description.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use axum::{Extension, Json, extract::State, response::Response};
+use axum::{Json, extract::State, response::Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::ApiError,
-    http::openapi::{Problem, json_response},
+    http::openapi::{self, Problem, json_response},
     state::AppState,
 };
 
@@ -55,15 +55,15 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
     }
 }
 
-/// The serialized OpenAPI document, handed to the handler as an extension.
-#[derive(Clone)]
-pub struct OpenApiJson(pub Arc<[u8]>);
-
 /// This document (OpenAPI 3.1).
 #[utoipa::path(
     get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
-async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
-    json_response(&doc.0)
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    let doc = state.openapi.get_or_init(|| {
+        let doc = crate::http::openapi_document(state.config.metrics_bind.is_none());
+        openapi::document(&doc).into()
+    });
+    json_response(doc)
 }
