@@ -32,11 +32,8 @@ pub fn init(format: Option<LogFormat>) {
     };
 }
 
-/// The request id: the caller's `X-Request-Id` if it is short and plain, else a fresh UUID.
-/// Echoed back on the response and recorded on the request's log span.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
+/// The request id is the caller's `X-Request-Id` if it is short and plain, else a fresh UUID;
+/// it is echoed back on the response and recorded on the request's log span.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 fn acceptable_request_id(s: &str) -> bool {
@@ -58,20 +55,11 @@ pub fn request_id_of(headers: &axum::http::HeaderMap) -> String {
 
 /// The span every request's log lines carry. `user_id`/`session_id` are filled in by the
 /// authentication extractor once known. No headers, no body, no query string: nothing secret.
-pub fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", |p| p.as_str());
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.as_str())
-        .unwrap_or("");
+pub fn request_span(request_id: &str, method: &axum::http::Method, route: &str) -> tracing::Span {
     tracing::info_span!(
         "request",
-        request_id = %id,
-        method = %req.method(),
+        request_id = %request_id,
+        method = %method,
         route = %route,
         user_id = tracing::field::Empty,
         session_id = tracing::field::Empty,

@@ -9,12 +9,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
 
 use crate::{
     config::Config,
     error::{ApiError, DatabaseDown},
     state::AppState,
-    telemetry::{self, REQUEST_ID_HEADER, RequestId},
+    telemetry::{self, REQUEST_ID_HEADER},
 };
 
 /// A request (body included) that takes longer than this gets 408, so a slow client cannot
@@ -22,34 +23,36 @@ use crate::{
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
 
 /// What every request goes through, as one layer (each layer costs an allocation and a state
-/// clone per request): the request id, the deadline, HTTP metrics by route template, and the
+/// clone per request): the request id and log span (with one "request finished" line), the
+/// deadline, HTTP metrics by route template, and the
 /// security headers (`X-Content-Type-Options`, `Referrer-Policy`, `X-Frame-Options`, a deny-all
 /// CSP: authd serves no documents).
-pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let id = telemetry::request_id_of(req.headers());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
+    let span = telemetry::request_span(&id, &method, route);
     let started = Instant::now();
     let mut res = if state.db_health.is_down() && method != Method::OPTIONS && needs_database(route)
     {
         ApiError::DatabaseUnavailable.into_response()
     } else {
-        match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        let run = tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).instrument(span.clone());
+        match run.await {
             Ok(res) => res,
             Err(_) => ApiError::RequestTimeout.into_response(),
         }
     };
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    tracing::info!(parent: &span, status, latency_us = elapsed.as_micros() as u64, "request finished");
     if res.extensions().get::<DatabaseDown>().is_some() {
         state.db_health.suspect();
     }
-    state.metrics.observe_http(
-        route,
-        method.as_str(),
-        res.status().as_u16(),
-        started.elapsed(),
-    );
+    state
+        .metrics
+        .observe_http(route, method.as_str(), status, elapsed);
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -13,15 +13,10 @@ pub mod sessions;
 pub mod wellknown;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware::from_fn_with_state, routing::get};
-use tower_http::{
-    LatencyUnit,
-    trace::{DefaultOnResponse, TraceLayer},
-};
-use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::ApiError, metrics, state::AppState, telemetry};
+use crate::{error::ApiError, metrics, state::AppState};
 
 /// Every route with its OpenAPI description, before layers and state.
 pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
@@ -61,16 +56,6 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(middleware::cors(&state.config));
     }
     router
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(telemetry::request_span)
-                .on_request(())
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(LatencyUnit::Micros),
-                ),
-        )
         .layer(from_fn_with_state(state.clone(), middleware::edge))
         .with_state(state)
 }
