@@ -1,11 +1,11 @@
 //! Prometheus metrics (text exposition at `/metrics`). Each application instance owns its
 //! registry (no process globals), so several instances in one process stay separate.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::RwLock, time::Duration};
 
 use axum::{
     extract::State,
-    http::{HeaderValue, header},
+    http::{HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 use prometheus_client::{
@@ -49,10 +49,16 @@ struct PoolState {
     state: String,
 }
 
+/// (method label, status) → the request counter and the latency histogram of that series.
+type HttpHandles = HashMap<(&'static str, u16), (Counter, Histogram)>;
+
 pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
+    /// The two series of each (route, method, status) seen so far, so a request updates them
+    /// without building label strings (route → (method, status) → handles).
+    http_handles: RwLock<HashMap<String, HttpHandles>>,
     logins: Family<Outcome, Counter>,
     refreshes: Family<Outcome, Counter>,
     revocations: Family<Reason, Counter>,
@@ -95,6 +101,7 @@ impl Metrics {
             revocation_db_fallbacks: Gauge::default(),
             rate_limit_keys: Gauge::default(),
             registry: Registry::default(),
+            http_handles: RwLock::default(),
         };
         registry.register(
             "http_requests",
@@ -185,20 +192,50 @@ impl Metrics {
     }
 
     /// Counts a request by its route template (never the raw path: bounded label values).
-    pub fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-                status: status.to_string(),
-            })
-            .inc();
-        self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-                method: method.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+    pub fn observe_http(&self, route: &str, method: &Method, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        let key = (method, status);
+        {
+            let handles = self.http_handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((count, duration)) = handles.get(route).and_then(|m| m.get(&key)) {
+                count.inc();
+                duration.observe(elapsed.as_secs_f64());
+                return;
+            }
+        }
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+            status: status.to_string(),
+        };
+        let count = self.http_requests.get_or_create(&labels).clone();
+        let route_labels = RouteLabels {
+            route: route.to_owned(),
+            method: method.to_owned(),
+        };
+        let duration = self.http_duration.get_or_create(&route_labels).clone();
+        count.inc();
+        duration.observe(elapsed.as_secs_f64());
+        let mut handles = self.http_handles.write().unwrap_or_else(|p| p.into_inner());
+        handles
+            .entry(route.to_owned())
+            .or_default()
+            .insert(key, (count, duration));
+    }
+}
+
+/// Standard methods by name, anything else as `other`: a client must not be able to mint label
+/// values.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 

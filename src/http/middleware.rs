@@ -50,9 +50,7 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     if res.extensions().get::<DatabaseDown>().is_some() {
         state.db_health.suspect();
     }
-    state
-        .metrics
-        .observe_http(route, method.as_str(), status, elapsed);
+    state.metrics.observe_http(route, &method, status, elapsed);
     let h = res.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
