@@ -41,10 +41,13 @@ const MAX_PAGE: i64 = 100;
 #[into_params(parameter_in = Query)]
 struct UserQuery {
     /// Find the user with this email (exact, case-insensitive).
+    #[param(max_length = 254)]
     email: Option<String>,
     /// Page size without `email`: 1..=100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Users to skip without `email` (default 0).
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -148,12 +151,14 @@ fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
     }
 }
 
-/// Disables/enables a user or sets their roles. Disabling revokes all their sessions.
+/// Disables/enables a user or sets their roles. Disabling revokes all their sessions. An admin
+/// cannot disable themselves or drop their own `admin` role (400).
 #[utoipa::path(
     patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UserPatch,
     params(("id" = String, Path, description = "User id (UUID)")),
     responses(
         (status = 200, description = "The updated user", body = User),
+        (status = 400, description = "`validation_failed` (also: disabling yourself or dropping your own admin role)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -178,6 +183,24 @@ async fn update_user(
         validate_roles(r)?;
         r.sort();
         r.dedup();
+    }
+    // No self-lockout: the last admin could otherwise leave nobody able to administer authd.
+    if id == admin.user_id {
+        if patch.disabled == Some(true) {
+            return Err(ApiError::validation(
+                "disabled",
+                "you cannot disable your own account",
+            ));
+        }
+        if roles
+            .as_ref()
+            .is_some_and(|r| !r.iter().any(|r| r == "admin"))
+        {
+            return Err(ApiError::validation(
+                "roles",
+                "you cannot remove your own admin role",
+            ));
+        }
     }
     let mut tx = state.db.begin().await?;
     let user = db::users::update(&mut *tx, id, patch.disabled, roles.as_deref())

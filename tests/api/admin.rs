@@ -306,3 +306,38 @@ async fn admin_revokes_one_device() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_admin_cannot_lock_themselves_out() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let me = app.user_id("admin@example.test").await.to_string();
+    for body in [
+        json!({"disabled": true}),
+        json!({"roles": []}),
+        json!({"roles": ["support"]}),
+        json!({"disabled": false, "roles": ["support"]}),
+    ] {
+        let res = app.patch_user(&admin.access, &me, body.clone()).await;
+        let problem = assert_problem(res, 400, "validation_failed").await;
+        assert!(problem["errors"].is_array(), "{body}: {problem}");
+    }
+    // Nothing changed: still an enabled admin with a live session.
+    assert!(app.revoked_reason(admin.session_id).await.is_none());
+    assert_eq!(app.get("/admin/users", &admin.access).await.status(), 200);
+    // Harmless changes to oneself still work, and another admin may do the rest.
+    let res = app
+        .patch_user(&admin.access, &me, json!({"roles": ["admin", "support"]}))
+        .await;
+    assert_eq!(res.status(), 200);
+    app.register("bob@example.test", PASSWORD).await;
+    let bob = app.user_id("bob@example.test").await.to_string();
+    app.patch_user(&admin.access, &bob, json!({"roles": ["admin"]}))
+        .await;
+    let bob_tokens = app.login("bob@example.test").await;
+    let res = app
+        .patch_user(&bob_tokens.access, &me, json!({"disabled": true}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(app.revoked_reason(admin.session_id).await.is_some());
+}
