@@ -29,8 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct Page {
     /// Page size, 1..=100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// Only events older than this event id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     before: Option<i64>,
 }
 

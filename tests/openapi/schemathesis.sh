@@ -21,6 +21,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" AUTHD_BIND="127.0.0.1:$PORT" \
   AUTHD_RATE_LIMIT=off AUTHD_LOG_FORMAT=json RUST_LOG=warn \
   AUTHD_INTROSPECTION_SECRET=schemathesis-introspection-secret-0123456789
+INTROSPECTION_SECRET=$AUTHD_INTROSPECTION_SECRET
 LOG=$(mktemp)
 cleanup() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
@@ -33,9 +34,12 @@ AUTHD_PASSWORD='schemathesis admin passphrase' "$BIN" user add --email admin@sch
 "$BIN" serve >"$LOG" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-TOKEN=$(curl -sf -X POST "http://127.0.0.1:$PORT/auth/login" -H 'content-type: application/json' \
-  -d '{"email":"admin@schemathesis.test","password":"schemathesis admin passphrase"}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+login() {
+  curl -sf -X POST "http://127.0.0.1:$PORT/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"admin@schemathesis.test","password":"schemathesis admin passphrase"}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+TOKEN=$(login)
 
 run() {
   "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
@@ -43,16 +47,27 @@ run() {
     --max-examples "$EXAMPLES" --phases examples,coverage,fuzzing --generation-deterministic \
     -H "Authorization: Bearer $TOKEN" "$@"
 }
-# Operations that end the caller's own session (logout with a Bearer, revoke all of mine) go
-# last, so the admin token stays valid for everything else.
-SELF_REVOKING=(--exclude-operation-id logout --exclude-operation-id revoke_many)
+# Operations that can end the admin's own session (logout with a Bearer, revoke all of mine,
+# and the revoking ones, which schemathesis feeds ids it saw in earlier responses, the admin's
+# own session and user id included) run after everything else, each with a fresh login, so
+# every operation is exercised with a valid token.
+SELF_REVOKING=(logout revoke_many revoke_one revoke_session revoke_user_sessions)
+excluded=(--exclude-operation-id introspect)
+for op in "${SELF_REVOKING[@]}"; do excluded+=(--exclude-operation-id "$op"); done
 echo "== schemathesis: $EXAMPLES examples per operation against http://127.0.0.1:$PORT"
 set +e
-run "${SELF_REVOKING[@]}"
+run "${excluded[@]}"
 status=$?
-echo "== schemathesis: the self-revoking operations"
-run --include-operation-id logout --include-operation-id revoke_many
+# Introspection authenticates the resource server by the client secret, not a user's token.
+echo "== schemathesis: introspect, with the client secret"
+TOKEN=$INTROSPECTION_SECRET run --include-operation-id introspect
 status=$(( status | $? ))
+for op in "${SELF_REVOKING[@]}"; do
+  echo "== schemathesis: $op (can revoke the caller's own session), with a fresh token"
+  TOKEN=$(login) || { echo "login as the admin failed"; status=1; break; }
+  run --include-operation-id "$op"
+  status=$(( status | $? ))
+done
 set -e
 if [ $status -ne 0 ]; then
   echo "== authd log (errors):"; grep -E '"level":"(ERROR|WARN)"' "$LOG" | tail -20 || true
