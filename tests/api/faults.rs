@@ -52,16 +52,7 @@ async fn a_database_outage_gives_503s_not_hangs_and_the_server_recovers_by_itsel
     })
     .await;
     assert!(unready, "/readyz reports the outage");
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200,
-        "the process is up"
-    );
+    assert_eq!(app.status_of("/healthz").await, 200, "the process is up");
     for (what, req) in [
         (
             "login",
@@ -188,15 +179,7 @@ async fn an_exhausted_pool_gives_503_with_retry_after_instead_of_queueing_foreve
         .await
         .unwrap();
     assert_eq!(res.headers()["retry-after"], "1");
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.status_of("/healthz").await, 200);
     assert!(
         !app.state.db_health.is_down(),
         "a busy pool is not a database outage"

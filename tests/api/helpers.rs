@@ -266,6 +266,16 @@ impl TestApp {
         tokens_from(res).await
     }
 
+    /// The status of an unauthenticated GET (health checks and the like).
+    pub async fn status_of(&self, path: &str) -> reqwest::StatusCode {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub async fn get(&self, path: &str, access: &str) -> Response {
         self.client
             .get(self.url(path))

@@ -396,15 +396,7 @@ async fn garbage_on_the_wire_is_refused_and_the_server_survives() {
             "input {i}: {head:?}"
         );
     }
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.status_of("/healthz").await, 200);
     app.signup_and_login("ann@example.test").await;
 }
 
@@ -423,13 +415,5 @@ async fn slow_headers_are_cut_off() {
     let closed = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "the server closed the connection");
     assert!(started.elapsed() < Duration::from_secs(25));
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.status_of("/healthz").await, 200);
 }

@@ -5,24 +5,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn healthz_and_readyz() {
     let app = spawn_app().await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.status_of("/healthz").await, 200);
+    assert_eq!(app.status_of("/readyz").await, 200);
 }
 
 #[tokio::test]
@@ -50,15 +34,7 @@ async fn readyz_is_503_when_the_database_is_gone_and_healthz_still_200() {
         "unavailable",
     )
     .await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.status_of("/healthz").await, 200);
     // A login now is a 503, not a 500 or a hang.
     let res = app.login_response("ann@example.test", PASSWORD).await;
     assert_problem(res, 503, "unavailable").await;
