@@ -103,7 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let roles = if admin {
-                vec!["admin".to_string()]
+                vec![crate::domain::ADMIN_ROLE.to_string()]
             } else {
                 vec![]
             };

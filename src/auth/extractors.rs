@@ -24,7 +24,7 @@ pub struct AuthUser {
 
 impl AuthUser {
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        crate::domain::has_admin_role(&self.roles)
     }
 }
 

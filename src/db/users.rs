@@ -18,7 +18,7 @@ pub struct User {
 
 impl User {
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        crate::domain::has_admin_role(&self.roles)
     }
 }
 

@@ -5,3 +5,11 @@ mod password;
 
 pub use email::Email;
 pub use password::{NewPassword, Password, preload_common_passwords};
+
+/// The role that grants the admin endpoints.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// Whether a role list grants the admin endpoints.
+pub fn has_admin_role(roles: &[String]) -> bool {
+    roles.iter().any(|r| r == ADMIN_ROLE)
+}

@@ -194,7 +194,7 @@ async fn update_user(
         }
         if roles
             .as_ref()
-            .is_some_and(|r| !r.iter().any(|r| r == "admin"))
+            .is_some_and(|r| !crate::domain::has_admin_role(r))
         {
             return Err(ApiError::validation(
                 "roles",
