@@ -7,15 +7,15 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use crate::{
-    auth::{extractors::ClientInfo, jwt::KeyMaterial},
+    app::{self, Application},
     config::Config,
     db::{
         self,
         events::{self, Event},
         sessions::RevokeReason,
     },
-    domain::{Email, NewPassword},
-    startup::{self, Application},
+    domain::{ClientInfo, Email, NewPassword},
+    tokens::jwt::KeyMaterial,
 };
 
 #[derive(Parser, Debug)]
@@ -85,19 +85,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(config).await?;
-            app.run_until(startup::shutdown_signal()).await
+            app.run_until(app::shutdown_signal()).await
         }
         Command::Migrate => {
-            startup::prepare_database(&config).await?;
+            app::prepare_database(&config).await?;
             println!("database is migrated");
             Ok(())
         }
         Command::User(UserCommand::Add { email, admin }) => {
             let email = parse_email(&email)?;
             let password = read_password()?;
-            let pool = startup::prepare_database(&config).await?;
+            let pool = app::prepare_database(&config).await?;
             let hasher =
-                crate::auth::password::PasswordHasher::new(1, 1).map_err(anyhow::Error::msg)?;
+                crate::factors::password::PasswordHasher::new(1, 1).map_err(anyhow::Error::msg)?;
             let hash = hasher
                 .hash(password.expose())
                 .await
@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Disable { email }) => {
             let email = parse_email(&email)?;
-            let pool = startup::prepare_database(&config).await?;
+            let pool = app::prepare_database(&config).await?;
             let user = db::users::by_email(&pool, &email)
                 .await?
                 .with_context(|| format!("no user with email {email}"))?;
@@ -148,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sessions(SessionsCommand::Revoke { email }) => {
             let email = parse_email(&email)?;
-            let pool = startup::prepare_database(&config).await?;
+            let pool = app::prepare_database(&config).await?;
             let user = db::users::by_email(&pool, &email)
                 .await?
                 .with_context(|| format!("no user with email {email}"))?;
@@ -164,7 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {
-            let pool = startup::prepare_database(&config).await?;
+            let pool = app::prepare_database(&config).await?;
             let key = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
             db::keys::install(&pool, &key).await?;
             println!(

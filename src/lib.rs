@@ -1,18 +1,26 @@
-pub mod auth;
-pub mod cleanup;
+//! authd: an authentication server for single-page apps and the APIs they call.
+//!
+//! Layers, top to bottom (a module only imports the ones below it):
+//! - [`app`]: startup, the accept loop, background jobs (cleanup, rate-limit housekeeping);
+//! - [`http`]: one module per resource; handlers extract, call [`session`], map to HTTP;
+//! - [`session`]: every business event on sessions (login, refresh, revoke), each one transaction
+//!   with its audit row, then the deny-list and metrics;
+//! - [`factors`]: ways to prove who someone is (passwords today), each handing a user id to
+//!   [`session`];
+//! - [`live`]: the NOTIFY-fed in-memory state (deny-list, user cache) and its trust rule;
+//! - [`tokens`]: access tokens (JWT, keys, JWKS), refresh tokens, the cookie;
+//! - [`db`]: all SQL;
+//! - [`domain`], [`config`], [`error`], [`telemetry`]: types and plumbing every layer uses.
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod dbhealth;
 pub mod domain;
 pub mod error;
+pub mod factors;
 pub mod http;
-pub mod metrics;
-pub mod notify;
-pub mod ratelimit;
-pub mod revocation;
-pub mod server;
-pub mod startup;
+pub mod live;
+pub mod session;
 pub mod state;
 pub mod telemetry;
-pub mod usercache;
+pub mod tokens;

@@ -7,15 +7,14 @@ use axum::body::Bytes;
 use sqlx::PgPool;
 
 use crate::{
-    auth::{cookies::CookieSettings, jwt::Jwt, password::PasswordHasher, refresh::SuccessorKey},
+    app::{dbhealth::DbHealth, ratelimit::RateLimits},
     config::Config,
     db::sessions::RevokeReason,
-    dbhealth::DbHealth,
     error::ApiError,
-    metrics::Metrics,
-    ratelimit::RateLimits,
-    revocation::Revocations,
-    usercache::UserCache,
+    factors::password::PasswordHasher,
+    live::{denylist::Revocations, users::UserCache},
+    telemetry::metrics::Metrics,
+    tokens::{cookies::CookieSettings, jwt::Jwt, refresh::SuccessorKey},
 };
 
 #[derive(Clone)]

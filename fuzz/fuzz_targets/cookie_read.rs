@@ -15,7 +15,7 @@
 use std::sync::LazyLock;
 
 use authd::{
-    auth::{
+    tokens::{
         cookies::{CookieSettings, PresentedCookie},
         refresh::{RefreshToken, SuccessorKey},
     },

@@ -20,7 +20,7 @@ use std::{
 };
 
 use authd::{
-    auth::{
+    http::{
         csrf,
         extractors::{bearer_token, client_ip},
     },

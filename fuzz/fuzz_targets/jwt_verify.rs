@@ -24,7 +24,7 @@
 use std::sync::LazyLock;
 
 use authd::{
-    auth::jwt::{AccessClaims, Jwt, KeyMaterial, KeySet, LEEWAY_SECS, unix_now},
+    tokens::jwt::{AccessClaims, Jwt, KeyMaterial, KeySet, LEEWAY_SECS, unix_now},
     cli::Cli,
     error::ApiError,
 };
@@ -38,7 +38,7 @@ use libfuzzer_sys::{
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-const MAX_TOKEN_LEN: usize = 4096; // authd::auth::jwt's private limit
+const MAX_TOKEN_LEN: usize = 4096; // authd::tokens::jwt's private limit
 const KID_PLACEHOLDER: &str = "$KID";
 const SEP: u8 = 0xFF; // never in UTF-8, so never inside JSON text
 const HEADER_NAMES: &[&str] = &[

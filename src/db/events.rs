@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::extractors::ClientInfo;
+use crate::domain::ClientInfo;
 
 /// One event to record. Build with [`Event::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]

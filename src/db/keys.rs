@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::RngExt;
 use sqlx::{PgExecutor, PgPool};
 
-use crate::auth::jwt::KeyMaterial;
+use crate::tokens::jwt::KeyMaterial;
 
 /// The keys an instance needs: the one to sign with (newest unretired) and every key whose
 /// tokens may still be valid (retired less than `token_lifetime` ago), to verify and publish.

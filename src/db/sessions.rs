@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{auth::refresh::TokenHash, db::users::User};
+use crate::{db::users::User, tokens::refresh::TokenHash};
 
 /// Why a session ended early (stored in `sessions.revoked_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +276,16 @@ pub async fn list_live(
     )
     .bind(user_id)
     .fetch_all(db)
+    .await
+}
+
+/// How many sessions are live (not revoked, not expired): the `authd_active_sessions` gauge.
+pub async fn count_live(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM sessions
+         WHERE revoked_at IS NULL AND expires_at > now() AND absolute_expires_at > now()",
+    )
+    .fetch_one(db)
     .await
 }
 

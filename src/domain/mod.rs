@@ -1,8 +1,10 @@
 //! Types that can only hold valid values: parse at the edge, never re-validate inside.
 
+mod client;
 mod email;
 mod password;
 
+pub use client::{ClientInfo, MAX_USER_AGENT_CHARS};
 pub use email::Email;
 pub use password::{NewPassword, Password, preload_common_passwords};
 

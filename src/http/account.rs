@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::extractors::{AuthUser, ClientInfo},
     db::{
         self,
         events::{self, Event},
@@ -21,6 +20,7 @@ use crate::{
     },
     domain::{NewPassword, Password},
     error::ApiError,
+    http::extractors::{AuthUser, ClientInfo},
     http::{extract::Json, openapi::Problem},
     state::AppState,
 };

@@ -8,7 +8,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    auth::extractors::{AdminUser, ClientInfo},
     db::{
         self,
         events::{self, Event},
@@ -17,6 +16,7 @@ use crate::{
     },
     domain::Email,
     error::{ApiError, FieldError},
+    http::extractors::{AdminUser, ClientInfo},
     http::{
         extract::{Json, Path, Query, parse_uuid},
         openapi::Problem,

@@ -12,12 +12,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    auth::{
-        cookies::PresentedCookie,
-        csrf::CsrfChecked,
-        extractors::{ClientInfo, bearer_token},
-        refresh::{self, RefreshToken},
-    },
     db::{
         self,
         events::{self, Event},
@@ -26,9 +20,17 @@ use crate::{
     },
     domain::{Email, NewPassword, Password},
     error::{ApiError, FieldError},
+    http::{
+        csrf::CsrfChecked,
+        extractors::{ClientInfo, bearer_token},
+    },
     http::{extract::Json, openapi::Problem},
-    metrics::outcome_of,
     state::AppState,
+    telemetry::metrics::outcome_of,
+    tokens::{
+        cookies::PresentedCookie,
+        refresh::{self, RefreshToken},
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -9,9 +9,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    auth::extractors::{AdminUser, AuthUser},
     db::{self, events::StoredEvent},
     error::ApiError,
+    http::extractors::{AdminUser, AuthUser},
     http::{
         extract::{Path, Query, parse_uuid},
         openapi::Problem,

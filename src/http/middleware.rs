@@ -15,7 +15,7 @@ use crate::{
     config::Config,
     error::{ApiError, DatabaseDown},
     state::AppState,
-    telemetry::{self, REQUEST_ID_HEADER},
+    telemetry::logs::{self as telemetry, REQUEST_ID_HEADER},
 };
 
 /// A request (body included) that takes longer than this gets 408, so a slow client cannot

@@ -3,8 +3,10 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod csrf;
 pub mod events;
 pub mod extract;
+pub mod extractors;
 pub mod introspect;
 pub mod middleware;
 pub mod openapi;
@@ -16,7 +18,7 @@ use axum::{Router, extract::DefaultBodyLimit, middleware::from_fn_with_state, ro
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::ApiError, metrics, state::AppState};
+use crate::{error::ApiError, state::AppState};
 
 /// Every route with its OpenAPI description, before layers and state.
 pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
@@ -30,7 +32,7 @@ pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
         .merge(wellknown::router())
         .merge(ops::router());
     if metrics_on_main_listener {
-        api = api.routes(routes!(metrics::render));
+        api = api.routes(routes!(ops::metrics));
     }
     api
 }
@@ -63,7 +65,7 @@ pub fn router(state: AppState) -> Router {
 /// The router of the separate metrics listener (AUTHD_METRICS_BIND).
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
-use axum::{Json, extract::State, response::Response};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -11,6 +16,7 @@ use crate::{
     error::ApiError,
     http::openapi::{self, Problem, json_response},
     state::AppState,
+    telemetry::metrics::Gauges,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -66,4 +72,37 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
         openapi::document(&doc).into()
     });
     json_response(doc)
+}
+
+/// Prometheus metrics (OpenMetrics text). Only on AUTHD_METRICS_BIND when that is set. Reads
+/// in-memory values only (no database query per scrape).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let gauges = Gauges {
+        argon2_queue: state.hasher.queue_depth() as i64,
+        argon2_completed: state.hasher.completed() as i64,
+        pool_size: i64::from(state.db.size()),
+        pool_idle: state.db.num_idle() as i64,
+        pool_max: i64::from(state.config.db_max_connections),
+        listener_up: state.revocations.is_live(),
+        denylist_size: state.revocations.len() as i64,
+        revocation_db_fallbacks: state.revocations.fallbacks() as i64,
+        rate_limit_keys: state.rate_limits.as_ref().map_or(0, |r| r.keys() as i64),
+    };
+    match state.metrics.encode(gauges) {
+        Ok(body) => {
+            let mut res = body.into_response();
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            res
+        }
+        Err(_) => ApiError::internal("metrics encoding failed").into_response(),
+    }
 }

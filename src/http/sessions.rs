@@ -11,13 +11,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    auth::extractors::{AuthUser, ClientInfo},
     db::{
         self,
         events::{self, Event},
         sessions::{RevokeReason, Session},
     },
     error::ApiError,
+    http::extractors::{AuthUser, ClientInfo},
     http::{
         extract::{Path, Query, parse_uuid},
         openapi::Problem,

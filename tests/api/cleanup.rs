@@ -34,7 +34,7 @@ async fn cleanup_deletes_ended_sessions_in_batches_and_nothing_else() {
             .await
             .unwrap();
     }
-    let deleted = authd::cleanup::run_once(&app.db, Duration::from_secs(86_400))
+    let deleted = authd::app::cleanup::run_once(&app.db, Duration::from_secs(86_400))
         .await
         .unwrap();
     assert_eq!(deleted, 3);
@@ -64,7 +64,7 @@ async fn old_events_are_cleaned_up() {
     .execute(&app.db)
     .await
     .unwrap();
-    let n = authd::cleanup::events_once(&app.db, Duration::from_secs(90 * 86_400))
+    let n = authd::app::cleanup::events_once(&app.db, Duration::from_secs(90 * 86_400))
         .await
         .unwrap();
     assert_eq!(n, 1);

@@ -3,7 +3,7 @@
 
 use std::{sync::OnceLock, time::Duration};
 
-use authd::{cli::Cli, config::Config, startup::Application};
+use authd::{app::Application, cli::Cli, config::Config};
 use clap::Parser;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};

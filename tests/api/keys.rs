@@ -95,7 +95,7 @@ async fn a_signing_key_file_becomes_the_signing_key() {
         .fetch_one(&a.db)
         .await
         .unwrap();
-    let key = authd::auth::jwt::KeyMaterial::generate().unwrap();
+    let key = authd::tokens::jwt::KeyMaterial::generate().unwrap();
     let path = std::env::temp_dir().join(format!("authd-test-key-{}.pem", Uuid::new_v4()));
     std::fs::write(
         &path,

@@ -1,6 +1,6 @@
 //! Bearer verification: a valid token passes; every forgery is 401 `invalid_token`.
 
-use authd::auth::jwt::KeyMaterial;
+use authd::tokens::jwt::KeyMaterial;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};

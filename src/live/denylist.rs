@@ -1,5 +1,5 @@
 //! The revoked-session deny-list every instance keeps in memory, so Bearer verification needs no
-//! database query. It is fed by Postgres NOTIFY (see `notify.rs`); entries live as long as an
+//! database query. It is fed by Postgres NOTIFY (see `listener.rs`); entries live as long as an
 //! access token of that session could still be valid, then are dropped (bounded memory).
 //!
 //! The list is trusted only while it is known to be complete: the listener is connected, the
@@ -18,7 +18,7 @@ use std::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{auth::jwt::unix_now, db, error::ApiError};
+use crate::{db, error::ApiError, tokens::jwt::unix_now};
 
 /// How stale our own heartbeat may be before the list is distrusted.
 pub const HEARTBEAT_TIMEOUT_MS: i64 = 1_500;

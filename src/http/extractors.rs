@@ -8,10 +8,11 @@ use axum::{
 };
 use uuid::Uuid;
 
+pub use crate::domain::ClientInfo;
 use crate::{
     error::{ApiError, BearerRejection},
-    startup,
     state::AppState,
+    tokens::keys,
 };
 
 /// A request with a valid access token of a session that is not revoked.
@@ -54,8 +55,7 @@ impl AuthUser {
     pub async fn authenticate(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = match state.jwt.verify(token) {
             Err(ApiError::InvalidToken)
-                if state.jwt.has_unknown_kid(token)
-                    && startup::reload_keys_throttled(state).await =>
+                if state.jwt.has_unknown_kid(token) && keys::reload_keys_throttled(state).await =>
             {
                 state.jwt.verify(token)?
             }
@@ -106,21 +106,6 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-/// Where a request comes from, as recorded on sessions.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-}
-
-const MAX_USER_AGENT_CHARS: usize = 256;
-
-impl ClientInfo {
-    pub fn ip_string(&self) -> Option<String> {
-        self.ip.map(|ip| ip.to_string())
-    }
-}
-
 /// The client IP: the peer address, or with `trust_forwarded_for` the last `X-Forwarded-For`
 /// hop (the one our own proxy appended). Unparsable hops fall back to the peer address.
 pub fn client_ip(
@@ -163,7 +148,7 @@ impl FromRequestParts<AppState> for ClientInfo {
             .map(|ua| {
                 ua.chars()
                     .filter(|c| !c.is_control())
-                    .take(MAX_USER_AGENT_CHARS)
+                    .take(crate::domain::MAX_USER_AGENT_CHARS)
                     .collect::<String>()
             })
             .filter(|ua| !ua.is_empty());

@@ -3,11 +3,7 @@
 
 use std::{collections::HashMap, sync::RwLock, time::Duration};
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, Method, header},
-    response::{IntoResponse, Response},
-};
+use axum::http::Method;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -19,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{db::sessions::RevokeReason, error::ApiError, state::AppState};
+use crate::{db::sessions::RevokeReason, error::ApiError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -251,54 +247,47 @@ pub fn outcome_of(err: &ApiError) -> &'static str {
     }
 }
 
-/// Prometheus metrics (OpenMetrics text). Only on AUTHD_METRICS_BIND when that is set.
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String))
-)]
-pub async fn render(State(state): State<AppState>) -> Response {
-    let m = &state.metrics;
-    let live = sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > now() AND absolute_expires_at > now()",
-    )
-    .fetch_one(&state.db);
-    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), live).await {
-        m.active_sessions.set(n);
-    }
-    m.argon2_queue.set(state.hasher.queue_depth() as i64);
-    m.argon2_completed.set(state.hasher.completed() as i64);
-    let size = i64::from(state.db.size());
-    let idle = state.db.num_idle() as i64;
-    m.db_pool
-        .get_or_create(&PoolState {
-            state: "idle".into(),
-        })
-        .set(idle);
-    m.db_pool
-        .get_or_create(&PoolState {
-            state: "in_use".into(),
-        })
-        .set(size - idle);
-    m.db_pool
-        .get_or_create(&PoolState {
-            state: "max".into(),
-        })
-        .set(i64::from(state.config.db_max_connections));
-    m.listener_up.set(i64::from(state.revocations.is_live()));
-    m.denylist_size.set(state.revocations.len() as i64);
-    m.revocation_db_fallbacks
-        .set(state.revocations.fallbacks() as i64);
-    m.rate_limit_keys
-        .set(state.rate_limits.as_ref().map_or(0, |r| r.keys() as i64));
+/// Instantaneous values read from the rest of the process at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    pub argon2_queue: i64,
+    pub argon2_completed: i64,
+    pub pool_size: i64,
+    pub pool_idle: i64,
+    pub pool_max: i64,
+    pub listener_up: bool,
+    pub denylist_size: i64,
+    pub revocation_db_fallbacks: i64,
+    pub rate_limit_keys: i64,
+}
 
-    let mut body = String::new();
-    if encode(&mut body, &m.registry).is_err() {
-        return ApiError::internal("metrics encoding failed").into_response();
+impl Metrics {
+    /// The live-session count, refreshed by a background task (never counted per scrape).
+    pub fn set_active_sessions(&self, n: i64) {
+        self.active_sessions.set(n);
     }
-    let mut res = body.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
-    res
+
+    /// The OpenMetrics text exposition with `g` applied.
+    pub fn encode(&self, g: Gauges) -> Result<String, std::fmt::Error> {
+        self.argon2_queue.set(g.argon2_queue);
+        self.argon2_completed.set(g.argon2_completed);
+        for (state, v) in [
+            ("idle", g.pool_idle),
+            ("in_use", g.pool_size - g.pool_idle),
+            ("max", g.pool_max),
+        ] {
+            self.db_pool
+                .get_or_create(&PoolState {
+                    state: state.into(),
+                })
+                .set(v);
+        }
+        self.listener_up.set(i64::from(g.listener_up));
+        self.denylist_size.set(g.denylist_size);
+        self.revocation_db_fallbacks.set(g.revocation_db_fallbacks);
+        self.rate_limit_keys.set(g.rate_limit_keys);
+        let mut body = String::new();
+        encode(&mut body, &self.registry)?;
+        Ok(body)
+    }
 }

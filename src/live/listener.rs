@@ -15,7 +15,7 @@ use sqlx::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{db, revocation::Revocations, startup, state::AppState};
+use crate::{db, live::denylist::Revocations, state::AppState};
 
 pub const CH_REVOKED: &str = "authd_revoked";
 pub const CH_KEYS: &str = "authd_keys";
@@ -168,7 +168,7 @@ async fn heartbeat(
 /// Reloads signing keys on NOTIFY, when the next retired key stops being valid, and hourly.
 async fn reload_keys_forever(state: AppState) {
     loop {
-        let wait = match startup::reload_keys(&state).await {
+        let wait = match crate::tokens::keys::reload_keys(&state).await {
             Ok(next_change) => next_change.map_or(KEY_RELOAD_MAX, |d| d.min(KEY_RELOAD_MAX)),
             Err(e) => {
                 tracing::warn!(error = %e, "reloading signing keys failed");

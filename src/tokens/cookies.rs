@@ -4,8 +4,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::{Cookie, SameSite as CookieSameSite, time::Duration as CookieDuration};
 
 use crate::{
-    auth::refresh::RefreshToken,
     config::{Config, SameSite},
+    tokens::refresh::RefreshToken,
 };
 
 /// Longest Cookie header value we bother to parse.

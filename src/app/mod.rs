@@ -1,4 +1,10 @@
-//! Building the application from a [`Config`]: database, keys, secrets, router, listener.
+//! Building the application from a [`Config`]: database, keys, secrets, router, listener; and
+//! the runtime machinery around it (accept loop, database health, cleanup, rate limits).
+
+pub mod cleanup;
+pub mod dbhealth;
+pub mod ratelimit;
+pub mod server;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
 
@@ -7,19 +13,20 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{
+    config::Config,
+    db, domain,
+    factors::password::PasswordHasher,
+    http,
+    live::{self, denylist::Revocations, users::UserCache},
+    state::{AppState, Shared},
+    tokens::{
         cookies::CookieSettings,
-        jwt::{Jwt, KeyMaterial, KeySet, LEEWAY_SECS},
-        password::PasswordHasher,
+        jwt::Jwt,
+        keys::{load_keys, token_lifetime},
         refresh::SuccessorKey,
     },
-    config::Config,
-    db, domain, http, notify,
-    ratelimit::{self, RateLimits},
-    revocation::Revocations,
-    state::{AppState, Shared},
-    usercache::UserCache,
 };
+use ratelimit::RateLimits;
 
 /// Most password hashes waiting or running at once; beyond it logins get 503.
 const HASH_QUEUE: usize = 256;
@@ -57,64 +64,6 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// Loads (or on first start generates) the signing keys. With AUTHD_SIGNING_KEY_FILE, that key
-/// becomes the signing key if it is not already.
-pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet> {
-    if let Some(path) = &config.signing_key_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("AUTHD_SIGNING_KEY_FILE: cannot read {}", path.display()))?;
-        let key = KeyMaterial::from_pem(&text)
-            .map_err(|e| anyhow::anyhow!("AUTHD_SIGNING_KEY_FILE: {}: {e}", path.display()))?;
-        let current = db::keys::load_active(pool, token_lifetime(config)).await?;
-        if current.as_ref().map(|k| k.signing.kid.as_str()) != Some(key.kid.as_str()) {
-            db::keys::install(pool, &key).await?;
-            tracing::info!(kid = %key.kid, "signing key from AUTHD_SIGNING_KEY_FILE installed");
-        }
-    } else {
-        db::keys::ensure_signing_key(pool).await?;
-    }
-    let active = db::keys::load_active(pool, token_lifetime(config))
-        .await?
-        .context("no active signing key in the database")?;
-    Ok(KeySet::new(&active.signing, &active.published))
-}
-
-/// Swaps in the current key set from the database. Returns when the next retired key expires.
-pub async fn reload_keys(state: &AppState) -> anyhow::Result<Option<std::time::Duration>> {
-    let active = db::keys::load_active(&state.db, token_lifetime(&state.config))
-        .await?
-        .context("no active signing key in the database")?;
-    let set = KeySet::new(&active.signing, &active.published);
-    let changed = {
-        let current = state.jwt.keys();
-        current.signing_kid() != set.signing_kid() || current.kids().count() != set.kids().count()
-    };
-    if changed {
-        tracing::info!(signing_kid = %set.signing_kid(), published = set.kids().count(), "signing keys reloaded");
-    }
-    state.jwt.replace_keys(set);
-    *state.last_key_reload.lock().await = Some(Instant::now());
-    Ok(active.next_change)
-}
-
-/// Reloads keys now unless that happened in the last second (a token with an unknown `kid` may
-/// come from an instance that rotated a moment ago; an attacker's random kids cost at most one
-/// query per second).
-pub async fn reload_keys_throttled(state: &AppState) -> bool {
-    {
-        let last = state.last_key_reload.lock().await;
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-            return false;
-        }
-    }
-    reload_keys(state).await.is_ok()
-}
-
-/// How long after a key stops signing its tokens may still verify.
-pub fn token_lifetime(config: &Config) -> std::time::Duration {
-    config.access_ttl + std::time::Duration::from_secs(LEEWAY_SECS)
-}
-
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -135,7 +84,7 @@ impl Application {
             .await?
             .map_err(|e| anyhow::anyhow!("argon2 self-test failed: {e}"))?;
         domain::preload_common_passwords();
-        let listener_pool = notify::listener_pool(&config).await?;
+        let listener_pool = live::listener::listener_pool(&config).await?;
         let metrics_listener = match config.metrics_bind {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -163,8 +112,8 @@ impl Application {
             users: Arc::new(UserCache::default()),
             keys_changed: Arc::new(tokio::sync::Notify::new()),
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            db_health: crate::dbhealth::DbHealth::new(db::connect_options(&config.database_url)?),
+            metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
+            db_health: dbhealth::DbHealth::new(db::connect_options(&config.database_url)?),
             openapi: std::sync::OnceLock::new(),
             config: Arc::new(config),
         });
@@ -197,22 +146,19 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
-        notify::spawn(self.state.clone(), self.listener_pool.clone());
+        live::listener::spawn(self.state.clone(), self.listener_pool.clone());
         if let Some(listener) = self.metrics_listener {
             let router = http::metrics_router(self.state.clone());
-            tokio::spawn(crate::server::serve(
-                listener,
-                router,
-                std::future::pending(),
-            ));
+            tokio::spawn(server::serve(listener, router, std::future::pending()));
         }
         let config = &self.state.config;
-        tokio::spawn(crate::cleanup::run_forever(
+        tokio::spawn(cleanup::run_forever(
             self.state.db.clone(),
             config.cleanup_interval,
             config.cleanup_retention,
             config.audit_retention,
         ));
+        tokio::spawn(count_live_sessions_forever(self.state.clone()));
         if let Some(rl) = self.state.rate_limits.clone() {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(ratelimit::HOUSEKEEPING_EVERY);
@@ -223,9 +169,23 @@ impl Application {
             });
         }
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
-        crate::server::serve(self.listener, app, shutdown).await;
+        server::serve(self.listener, app, shutdown).await;
         self.state.db.close().await;
         Ok(())
+    }
+}
+
+/// How often the live-session gauge is recounted (a scrape never queries the database).
+const ACTIVE_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn count_live_sessions_forever(state: AppState) {
+    let mut tick = tokio::time::interval(ACTIVE_SESSIONS_EVERY);
+    loop {
+        tick.tick().await;
+        match db::sessions::count_live(&state.db).await {
+            Ok(n) => state.metrics.set_active_sessions(n),
+            Err(e) => tracing::debug!(error = %e, "counting live sessions failed"),
+        }
     }
 }
 

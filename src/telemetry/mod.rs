@@ -1,0 +1,6 @@
+//! Logs and metrics.
+
+pub mod logs;
+pub mod metrics;
+
+pub use logs::init;

@@ -1,0 +1,7 @@
+//! Token material: access tokens (EdDSA JWTs, RFC 9068) and their signing keys, refresh tokens
+//! (opaque, hashed, rotated), and the one place the refresh cookie is built and read.
+
+pub mod cookies;
+pub mod jwt;
+pub mod keys;
+pub mod refresh;
