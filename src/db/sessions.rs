@@ -60,6 +60,9 @@ fn secs(d: Duration) -> f64 {
 pub struct NewSession {
     pub id: Uuid,
     pub max_age_secs: i64,
+    /// Unix time (s) after which no access token of this session may be valid: the session's
+    /// absolute expiry (tokens are capped to it).
+    pub absolute_expires_unix: i64,
 }
 
 /// Starts a session with its first refresh token.
@@ -71,19 +74,24 @@ pub async fn create(
     max_age: Duration,
     user_agent: Option<&str>,
     ip: Option<&str>,
+    access_ttl: Duration,
 ) -> Result<NewSession, sqlx::Error> {
     sqlx::query_as(
         "WITH s AS (
-            INSERT INTO sessions (id, user_id, expires_at, absolute_expires_at, user_agent, ip)
+            INSERT INTO sessions (id, user_id, expires_at, absolute_expires_at, user_agent, ip,
+                                  access_expires_at)
             VALUES ($1, $2,
                     now() + make_interval(secs => LEAST($4, $5)),
                     now() + make_interval(secs => $5),
-                    $6, $7)
-            RETURNING id, expires_at
+                    $6, $7,
+                    now() + make_interval(secs => LEAST($8, $5)))
+            RETURNING id, expires_at, absolute_expires_at
          ), t AS (
             INSERT INTO refresh_tokens (token_hash, session_id) SELECT $3, id FROM s
          )
-         SELECT id, floor(extract(epoch FROM expires_at - now()))::int8 AS max_age_secs FROM s",
+         SELECT id, floor(extract(epoch FROM expires_at - now()))::int8 AS max_age_secs,
+                floor(extract(epoch FROM absolute_expires_at))::int8 AS absolute_expires_unix
+         FROM s",
     )
     .bind(Uuid::new_v4())
     .bind(user_id)
@@ -92,6 +100,7 @@ pub async fn create(
     .bind(secs(max_age))
     .bind(user_agent)
     .bind(ip)
+    .bind(secs(access_ttl))
     .fetch_one(db)
     .await
 }
@@ -100,6 +109,8 @@ pub async fn create(
 pub struct Rotated {
     pub session_id: Uuid,
     pub max_age_secs: i64,
+    /// Unix time (s) of the session's absolute expiry (access tokens are capped to it).
+    pub absolute_expires_unix: i64,
     #[sqlx(flatten)]
     pub user: User,
 }
@@ -113,6 +124,7 @@ pub async fn rotate(
     token_hash: &TokenHash,
     successor_hash: &TokenHash,
     idle_ttl: Duration,
+    access_ttl: Duration,
 ) -> Result<Option<Rotated>, sqlx::Error> {
     sqlx::query_as(
         "WITH consumed AS (
@@ -126,22 +138,26 @@ pub async fn rotate(
          ), touched AS (
             UPDATE sessions s
             SET last_used_at = now(),
-                expires_at = LEAST(now() + make_interval(secs => $3), s.absolute_expires_at)
+                expires_at = LEAST(now() + make_interval(secs => $3), s.absolute_expires_at),
+                access_expires_at = GREATEST(s.access_expires_at,
+                    LEAST(now() + make_interval(secs => $4), s.absolute_expires_at))
             FROM consumed c
             WHERE s.id = c.session_id AND s.revoked_at IS NULL
-            RETURNING s.id, s.user_id, s.expires_at
+            RETURNING s.id, s.user_id, s.expires_at, s.absolute_expires_at
          ), successor AS (
             INSERT INTO refresh_tokens (token_hash, session_id, parent_hash)
             SELECT $2, id, $1 FROM touched
          )
          SELECT t.id AS session_id,
                 floor(extract(epoch FROM t.expires_at - now()))::int8 AS max_age_secs,
+                floor(extract(epoch FROM t.absolute_expires_at))::int8 AS absolute_expires_unix,
                 u.id, u.email, u.roles, u.disabled, u.created_at
          FROM touched t JOIN users u ON u.id = t.user_id",
     )
     .bind(&token_hash[..])
     .bind(&successor_hash[..])
     .bind(secs(idle_ttl))
+    .bind(secs(access_ttl))
     .fetch_optional(db)
     .await
 }
@@ -157,6 +173,7 @@ pub struct TokenState {
     pub successor_exists: bool,
     pub successor_used: bool,
     pub max_age_secs: i64,
+    pub absolute_expires_unix: i64,
     #[sqlx(flatten)]
     pub user: User,
 }
@@ -179,6 +196,7 @@ pub async fn inspect_token(
                 -- replay gets the byte-identical cookie the rotation sent.
                 GREATEST(0, floor(extract(epoch FROM s.expires_at - COALESCE(t.used_at, now()))))::int8
                     AS max_age_secs,
+                floor(extract(epoch FROM s.absolute_expires_at))::int8 AS absolute_expires_unix,
                 u.id, u.email, u.roles, u.disabled, u.created_at
          FROM refresh_tokens t
          JOIN sessions s ON s.id = t.session_id

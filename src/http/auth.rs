@@ -219,6 +219,7 @@ async fn try_login(
         config.session_max_age,
         client.user_agent.as_deref(),
         client.ip_string().as_deref(),
+        config.access_ttl,
     )
     .await?;
     let ok = Event::new("login_succeeded", Some(user.id), &client)
@@ -284,6 +285,7 @@ async fn try_refresh(
         &token,
         config.refresh_idle_ttl,
         config.refresh_grace,
+        config.access_ttl,
     )
     .await;
     match outcome {

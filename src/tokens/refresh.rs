@@ -143,13 +143,14 @@ pub async fn refresh(
     presented: &RefreshToken,
     idle_ttl: Duration,
     grace: Duration,
+    access_ttl: Duration,
 ) -> Result<Refreshed, RefreshFailure> {
     let hash = presented.hash();
     let successor = key.successor(presented);
     let successor_hash = successor.hash();
 
     // Rule 1, the hot path: one statement consumes, extends the session and inserts the successor.
-    if let Some(row) = sessions::rotate(db, &hash, &successor_hash, idle_ttl).await? {
+    if let Some(row) = sessions::rotate(db, &hash, &successor_hash, idle_ttl, access_ttl).await? {
         return Ok(Refreshed {
             kind: RefreshKind::Rotated,
             session_id: row.session_id,
