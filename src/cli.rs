@@ -4,17 +4,14 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::json;
 
 use crate::{
     app::{self, Application},
     config::Config,
-    db::{
-        self,
-        events::{self, Event},
-        sessions::RevokeReason,
-    },
-    domain::{ClientInfo, Email, NewPassword},
+    db,
+    domain::{ClientInfo, Email, NewPassword, RevokeReason},
+    error::ApiError,
+    session::{self, Actor, Offline, account::UserChange, revoke::Target},
     tokens::jwt::KeyMaterial,
 };
 
@@ -97,7 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_password()?;
             let pool = app::prepare_database(&config).await?;
             let hasher =
-                crate::factors::password::PasswordHasher::new(1, 1).map_err(anyhow::Error::msg)?;
+                crate::factors::argon2::PasswordHasher::new(1, 1).map_err(anyhow::Error::msg)?;
             let hash = hasher
                 .hash(password.expose())
                 .await
@@ -107,19 +104,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 vec![]
             };
-            let mut tx = pool.begin().await?;
-            let user = db::users::insert(&mut *tx, &email, &hash, &roles)
-                .await
-                .map_err(|e| match e {
-                    crate::error::ApiError::EmailTaken => {
-                        anyhow::anyhow!("a user with email {email} already exists")
-                    }
-                    other => anyhow::anyhow!("{other}"),
-                })?;
-            let e = Event::new("user_registered", Some(user.id), &cli_client())
-                .detail(json!({"via": "cli", "admin": admin}));
-            events::record(&mut *tx, &e).await?;
-            tx.commit().await?;
+            let user = session::account::create_user(
+                &pool,
+                &email,
+                &hash,
+                &roles,
+                Actor::Operator,
+                &cli_client(),
+            )
+            .await
+            .map_err(|e| match e {
+                ApiError::EmailTaken => anyhow::anyhow!("a user with email {email} already exists"),
+                other => anyhow::anyhow!("{other}"),
+            })?;
             println!(
                 "added user {} ({}){}",
                 user.email,
@@ -131,35 +128,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Disable { email }) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
-            let user = db::users::by_email(&pool, &email)
-                .await?
-                .with_context(|| format!("no user with email {email}"))?;
-            let mut tx = pool.begin().await?;
-            db::users::update(&mut *tx, user.id, Some(true), None).await?;
-            let revoked =
-                db::sessions::revoke_all(&mut *tx, user.id, None, RevokeReason::UserDisabled)
-                    .await?;
-            let e = Event::new("user_disabled", Some(user.id), &cli_client())
-                .detail(json!({"via": "cli", "revoked_sessions": revoked.len()}));
-            events::record(&mut *tx, &e).await?;
-            tx.commit().await?;
-            println!("disabled {email}; revoked {} session(s)", revoked.len());
+            let user = find_user(&pool, &email).await?;
+            let change = UserChange {
+                disabled: Some(true),
+                roles: None,
+            };
+            session::account::update_user(
+                &Offline(&pool),
+                user.id,
+                &change,
+                Actor::Operator,
+                &cli_client(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let revoked = count_revoked(&pool, user.id, RevokeReason::UserDisabled).await?;
+            println!("disabled {email}; revoked {revoked} session(s)");
             Ok(())
         }
         Command::Sessions(SessionsCommand::Revoke { email }) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
-            let user = db::users::by_email(&pool, &email)
-                .await?
-                .with_context(|| format!("no user with email {email}"))?;
-            let mut tx = pool.begin().await?;
-            let revoked =
-                db::sessions::revoke_all(&mut *tx, user.id, None, RevokeReason::AdminRevoked)
-                    .await?;
-            let e = Event::new("sessions_revoked", Some(user.id), &cli_client())
-                .detail(json!({"via": "cli", "reason": RevokeReason::AdminRevoked.as_str(), "count": revoked.len()}));
-            events::record(&mut *tx, &e).await?;
-            tx.commit().await?;
+            let user = find_user(&pool, &email).await?;
+            let target = Target::User {
+                user: user.id,
+                keep: None,
+            };
+            let revoked = session::revoke::revoke(
+                &Offline(&pool),
+                target,
+                RevokeReason::AdminRevoked,
+                Actor::Operator,
+                &cli_client(),
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("revoked {} session(s) of {email}", revoked.len());
             Ok(())
         }
@@ -174,6 +178,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn find_user(pool: &sqlx::PgPool, email: &Email) -> anyhow::Result<crate::db::users::User> {
+    db::users::by_email(pool, email)
+        .await?
+        .with_context(|| format!("no user with email {email}"))
+}
+
+/// How many of the user's sessions ended for `reason` in the last minute (for the CLI's report).
+async fn count_revoked(
+    pool: &sqlx::PgPool,
+    user_id: uuid::Uuid,
+    reason: RevokeReason,
+) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_reason = $2
+         AND revoked_at > now() - interval '1 minute'",
+    )
+    .bind(user_id)
+    .bind(reason.as_str())
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Events from the CLI have no client address; `detail.via` says where they came from.

@@ -150,6 +150,11 @@ pub struct Config {
     )]
     pub introspection_secret: Option<String>,
 
+    /// Most live sessions one user may have; a login beyond it revokes the user's least recently
+    /// used session.
+    #[arg(long, env = "AUTHD_MAX_SESSIONS", value_name = "AUTHD_MAX_SESSIONS", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub max_sessions: u32,
+
     /// How often expired and revoked sessions are deleted.
     #[arg(long, env = "AUTHD_CLEANUP_INTERVAL", value_name = "AUTHD_CLEANUP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
     pub cleanup_interval: Duration,
@@ -265,6 +270,7 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("metrics_bind", &self.metrics_bind)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("max_sessions", &self.max_sessions)
             .field(
                 "introspection_secret",
                 &self.introspection_secret.as_ref().map(|_| "[redacted]"),

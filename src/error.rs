@@ -201,6 +201,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::db::users::InsertError> for ApiError {
+    fn from(err: crate::db::users::InsertError) -> Self {
+        match err {
+            crate::db::users::InsertError::EmailTaken => ApiError::EmailTaken,
+            crate::db::users::InsertError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -9,9 +9,10 @@ use sqlx::PgPool;
 use crate::{
     app::{dbhealth::DbHealth, ratelimit::RateLimits},
     config::Config,
-    db::sessions::RevokeReason,
+    db::sessions::RevokedSession,
+    domain::RevokeReason,
     error::ApiError,
-    factors::password::PasswordHasher,
+    factors::argon2::PasswordHasher,
     live::{denylist::Revocations, users::UserCache},
     telemetry::metrics::Metrics,
     tokens::{cookies::CookieSettings, jwt::Jwt, refresh::SuccessorKey},
@@ -60,8 +61,8 @@ pub struct Shared {
 impl AppState {
     /// After sessions were revoked (committed): deny their tokens here at once (other instances
     /// learn through NOTIFY) and count them.
-    pub fn record_revoked(&self, reason: RevokeReason, sessions: &[uuid::Uuid]) {
-        self.revocations.insert(sessions.iter().copied());
+    pub fn record_revoked(&self, reason: RevokeReason, sessions: &[RevokedSession]) {
+        self.revocations.insert(sessions.iter().map(|s| s.id));
         self.metrics.revoked(reason, sessions.len());
     }
 

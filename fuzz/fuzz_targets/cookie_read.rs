@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 
 use authd::{
     tokens::{
-        cookies::{CookieSettings, PresentedCookie},
+        cookies::{CookieSettings, MAX_PRESENTED, PresentedCookie},
         refresh::{RefreshToken, SuccessorKey},
     },
     cli::Cli,
@@ -92,14 +92,17 @@ fuzz_target!(|data: &[u8]| {
                     "Malformed without our cookie name"
                 )
             }
-            PresentedCookie::Token(t) => {
+            PresentedCookie::Tokens(tokens) => {
                 assert!(contains(name.as_bytes()), "token without our cookie name");
-                assert!(
-                    contains(t.as_str().as_bytes()),
-                    "token not taken from a header"
-                );
-                assert_eq!(RefreshToken::parse(t.as_str()).as_ref(), Some(&t));
-                check_parse(t.as_str());
+                assert!(!tokens.is_empty() && tokens.len() <= MAX_PRESENTED);
+                for t in tokens {
+                    assert!(
+                        contains(t.as_str().as_bytes()),
+                        "token not taken from a header"
+                    );
+                    assert_eq!(RefreshToken::parse(t.as_str()).as_ref(), Some(&t));
+                    check_parse(t.as_str());
+                }
             }
         }
     }
@@ -139,7 +142,7 @@ fn check_parse(raw: &str) {
                 HeaderValue::from_str(&format!("{name}={raw}")).unwrap(),
             );
             match settings.read(&h) {
-                PresentedCookie::Token(back) => assert_eq!(back, t),
+                PresentedCookie::Tokens(back) => assert_eq!(back, vec![t.clone()]),
                 other => panic!("own cookie read back as {other:?}"),
             }
         }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::Config,
     db, domain,
-    factors::password::PasswordHasher,
+    factors::argon2::PasswordHasher,
     http,
     live::{self, denylist::Revocations, users::UserCache},
     state::{AppState, Shared},
@@ -158,7 +158,6 @@ impl Application {
             config.cleanup_retention,
             config.audit_retention,
         ));
-        tokio::spawn(count_live_sessions_forever(self.state.clone()));
         if let Some(rl) = self.state.rate_limits.clone() {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(ratelimit::HOUSEKEEPING_EVERY);
@@ -172,20 +171,6 @@ impl Application {
         server::serve(self.listener, app, shutdown).await;
         self.state.db.close().await;
         Ok(())
-    }
-}
-
-/// How often the live-session gauge is recounted (a scrape never queries the database).
-const ACTIVE_SESSIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-
-async fn count_live_sessions_forever(state: AppState) {
-    let mut tick = tokio::time::interval(ACTIVE_SESSIONS_EVERY);
-    loop {
-        tick.tick().await;
-        match db::sessions::count_live(&state.db).await {
-            Ok(n) => state.metrics.set_active_sessions(n),
-            Err(e) => tracing::debug!(error = %e, "counting live sessions failed"),
-        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! Rate limits (GCRA, `governor`), keyed by client IP (IPv6 by /64) and by (IP, email):
-//! login 5/min per (IP, email) and 20/min per IP, register 10/min per IP, refresh 120/min per IP,
-//! each with a burst of that size. Keys are fixed-size (the email is hashed with a per-process
+//! Rate limits (GCRA, `governor`), keyed by client IP (IPv6 by /64), by (IP, account) and by
+//! account: password checks (login, password change, and every later factor that verifies a
+//! password) 5/min per (IP, account), 20/min per IP and 30/min per account from all IPs together
+//! (a botnet cannot guess faster at one account); register 10/min per IP; refresh 120/min per IP;
+//! each with a burst of that size. An account is its normalized email, whether or not it exists. Keys are fixed-size (the email is hashed with a per-process
 //! random key), stale keys are dropped every few seconds, and each store is capped, so a flood
 //! of distinct keys cannot grow memory without bound.
 
@@ -14,7 +16,7 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::{domain::Email, error::ApiError};
+use crate::error::ApiError;
 
 /// Most keys one limiter holds; beyond it (after dropping stale keys) the limiter is reset.
 pub const MAX_KEYS: usize = 100_000;
@@ -95,6 +97,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 pub struct RateLimits {
     login_ip: Limiter<ClientKey>,
     login_ip_email: Limiter<(ClientKey, u64)>,
+    password_account: Limiter<u64>,
     register_ip: Limiter<ClientKey>,
     refresh_ip: Limiter<ClientKey>,
     email_hasher: std::collections::hash_map::RandomState,
@@ -111,18 +114,23 @@ impl RateLimits {
         Self {
             login_ip: Limiter::per_minute(20),
             login_ip_email: Limiter::per_minute(5),
+            password_account: Limiter::per_minute(30),
             register_ip: Limiter::per_minute(10),
             refresh_ip: Limiter::per_minute(120),
             email_hasher: Default::default(),
         }
     }
 
+    /// One password check against `account` from `ip` (unknown without a peer address).
     /// Checked before the password is, so a correct password during a limit still gets 429.
-    pub fn login(&self, ip: IpAddr, email: &Email) -> Result<(), ApiError> {
-        let ip = ClientKey::from(ip);
-        self.login_ip.check(&ip)?;
-        self.login_ip_email
-            .check(&(ip, self.email_hasher.hash_one(email.as_str())))
+    pub fn password(&self, ip: Option<IpAddr>, account: &str) -> Result<(), ApiError> {
+        let account = self.email_hasher.hash_one(account);
+        if let Some(ip) = ip {
+            let ip = ClientKey::from(ip);
+            self.login_ip.check(&ip)?;
+            self.login_ip_email.check(&(ip, account))?;
+        }
+        self.password_account.check(&account)
     }
 
     pub fn register(&self, ip: IpAddr) -> Result<(), ApiError> {
@@ -137,6 +145,7 @@ impl RateLimits {
     pub fn housekeeping(&self) {
         self.login_ip.housekeeping();
         self.login_ip_email.housekeeping();
+        self.password_account.housekeeping();
         self.register_ip.housekeeping();
         self.refresh_ip.housekeeping();
     }
@@ -145,6 +154,7 @@ impl RateLimits {
     pub fn keys(&self) -> usize {
         self.login_ip.len()
             + self.login_ip_email.len()
+            + self.password_account.len()
             + self.register_ip.len()
             + self.refresh_ip.len()
     }
@@ -155,6 +165,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
+    use crate::domain::Email;
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(n))
@@ -165,9 +176,11 @@ mod tests {
         let rl = RateLimits::new();
         let ann = Email::parse("e", "ann@example.test").unwrap();
         for _ in 0..5 {
-            rl.login(ip(1), &ann).unwrap();
+            rl.password(Some(ip(1)), ann.as_str()).unwrap();
         }
-        let Err(ApiError::RateLimited { retry_after_secs }) = rl.login(ip(1), &ann) else {
+        let Err(ApiError::RateLimited { retry_after_secs }) =
+            rl.password(Some(ip(1)), ann.as_str())
+        else {
             panic!("6th is limited")
         };
         assert!((1..=12).contains(&retry_after_secs), "{retry_after_secs}");
@@ -175,7 +188,7 @@ mod tests {
         let mut ok = 0;
         for i in 0..40 {
             let e = Email::parse("e", &format!("u{i}@example.test")).unwrap();
-            if rl.login(ip(1), &e).is_ok() {
+            if rl.password(Some(ip(1)), e.as_str()).is_ok() {
                 ok += 1;
             }
         }
@@ -184,7 +197,28 @@ mod tests {
             20 - 6,
             "per-IP burst of 20 (6 already used, the limited one included)"
         );
-        assert!(rl.login(ip(2), &ann).is_ok(), "other IPs are separate");
+        assert!(
+            rl.password(Some(ip(2)), ann.as_str()).is_ok(),
+            "other IPs are separate"
+        );
+    }
+
+    #[test]
+    fn one_account_is_bounded_across_ips() {
+        let rl = RateLimits::new();
+        let ann = Email::parse("e", "ann@example.test").unwrap();
+        let ok = (0..100)
+            .filter(|n| rl.password(Some(ip(1000 + n)), ann.as_str()).is_ok())
+            .count();
+        assert_eq!(
+            ok, 30,
+            "30 guesses per account per minute, whatever the IPs"
+        );
+        let bob = Email::parse("e", "bob@example.test").unwrap();
+        assert!(
+            rl.password(Some(ip(5000)), bob.as_str()).is_ok(),
+            "other accounts unaffected"
+        );
     }
 
     #[test]

@@ -6,12 +6,12 @@ use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::ClientInfo;
+use crate::domain::{ClientInfo, EventKind};
 
 /// One event to record. Build with [`Event::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub user_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     pub actor_id: Option<Uuid>,
@@ -21,7 +21,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &'static str, user_id: Option<Uuid>, client: &ClientInfo) -> Self {
+    pub fn new(kind: EventKind, user_id: Option<Uuid>, client: &ClientInfo) -> Self {
         Self {
             kind,
             user_id,
@@ -43,6 +43,12 @@ impl Event {
         self
     }
 
+    /// Sets the actor if there is one (`None`: the system or the CLI).
+    pub fn actor_opt(mut self, id: Option<Uuid>) -> Self {
+        self.actor_id = id;
+        self
+    }
+
     pub fn detail(mut self, detail: Value) -> Self {
         self.detail = detail;
         self
@@ -54,7 +60,7 @@ pub async fn record(db: impl PgExecutor<'_>, e: &Event) -> Result<(), sqlx::Erro
         "INSERT INTO auth_events (kind, user_id, session_id, actor_id, ip, user_agent, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(e.kind)
+    .bind(e.kind.as_str())
     .bind(e.user_id)
     .bind(e.session_id)
     .bind(e.actor_id)

@@ -1,4 +1,5 @@
-//! Sessions and their refresh-token chains.
+//! Sessions and their refresh-token chains. Every function takes `impl PgExecutor`, so the
+//! session layer decides what runs in one transaction.
 
 use std::time::Duration;
 
@@ -7,31 +8,10 @@ use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{db::users::User, tokens::refresh::TokenHash};
+use crate::{db::users::User, domain::RevokeReason};
 
-/// Why a session ended early (stored in `sessions.revoked_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokeReason {
-    Logout,
-    UserRevoked,
-    AdminRevoked,
-    RefreshTokenReused,
-    PasswordChanged,
-    UserDisabled,
-}
-
-impl RevokeReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::UserRevoked => "user_revoked",
-            Self::AdminRevoked => "admin_revoked",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::PasswordChanged => "password_changed",
-            Self::UserDisabled => "user_disabled",
-        }
-    }
-}
+/// SHA-256 of a refresh token: the only form in which refresh tokens are stored.
+pub type TokenHash = [u8; 32];
 
 /// A session (one login on one device) as the API shows it.
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
@@ -56,35 +36,52 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// What a new session is created from.
+pub struct NewSessionSpec<'a> {
+    pub user_id: Uuid,
+    /// The first refresh token's hash.
+    pub token_hash: &'a TokenHash,
+    pub idle_ttl: Duration,
+    pub max_age: Duration,
+    pub access_ttl: Duration,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    /// The password hash the login verified, if it was a password login: the session is only
+    /// created if it is still the user's current hash.
+    pub password_hash: Option<&'a str>,
+}
+
 #[derive(FromRow)]
 pub struct NewSession {
     pub id: Uuid,
     pub max_age_secs: i64,
-    /// Unix time (s) after which no access token of this session may be valid: the session's
-    /// absolute expiry (tokens are capped to it).
+    /// Unix time (s) of the session's absolute expiry; access tokens are capped to it.
     pub absolute_expires_unix: i64,
 }
 
-/// Starts a session with its first refresh token.
+/// Starts a session with its first refresh token, atomically with the checks that the user is
+/// still enabled and (for a password login) that the password verified is still the current
+/// one. The user row is locked `FOR SHARE`, so a concurrent disable or password change either
+/// waits for this insert (and then revokes the new session with the others) or commits first
+/// (and then this insert finds no row). `None`: the credential or the user changed meanwhile.
 pub async fn create(
     db: impl PgExecutor<'_>,
-    user_id: Uuid,
-    token_hash: &TokenHash,
-    idle_ttl: Duration,
-    max_age: Duration,
-    user_agent: Option<&str>,
-    ip: Option<&str>,
-    access_ttl: Duration,
-) -> Result<NewSession, sqlx::Error> {
+    spec: &NewSessionSpec<'_>,
+) -> Result<Option<NewSession>, sqlx::Error> {
     sqlx::query_as(
-        "WITH s AS (
+        "WITH u AS (
+            SELECT id FROM users
+            WHERE id = $2 AND NOT disabled AND ($9::text IS NULL OR password_hash = $9)
+            FOR SHARE
+         ), s AS (
             INSERT INTO sessions (id, user_id, expires_at, absolute_expires_at, user_agent, ip,
                                   access_expires_at)
-            VALUES ($1, $2,
-                    now() + make_interval(secs => LEAST($4, $5)),
-                    now() + make_interval(secs => $5),
-                    $6, $7,
-                    now() + make_interval(secs => LEAST($8, $5)))
+            SELECT $1, u.id,
+                   now() + make_interval(secs => LEAST($4, $5)),
+                   now() + make_interval(secs => $5),
+                   $6, $7,
+                   now() + make_interval(secs => LEAST($8, $5))
+            FROM u
             RETURNING id, expires_at, absolute_expires_at
          ), t AS (
             INSERT INTO refresh_tokens (token_hash, session_id) SELECT $3, id FROM s
@@ -94,14 +91,15 @@ pub async fn create(
          FROM s",
     )
     .bind(Uuid::new_v4())
-    .bind(user_id)
-    .bind(&token_hash[..])
-    .bind(secs(idle_ttl))
-    .bind(secs(max_age))
-    .bind(user_agent)
-    .bind(ip)
-    .bind(secs(access_ttl))
-    .fetch_one(db)
+    .bind(spec.user_id)
+    .bind(&spec.token_hash[..])
+    .bind(secs(spec.idle_ttl))
+    .bind(secs(spec.max_age))
+    .bind(spec.user_agent)
+    .bind(spec.ip)
+    .bind(secs(spec.access_ttl))
+    .bind(spec.password_hash)
+    .fetch_optional(db)
     .await
 }
 
@@ -115,10 +113,14 @@ pub struct Rotated {
     pub user: User,
 }
 
+/// The rotation statement, shared with the benchmark (bench/run.sh runs it under pgbench).
+pub const ROTATE_SQL: &str = include_str!("sql/rotate.sql");
+
 /// Rotation rule 1 in one statement (one round trip): consume the presented token if it is
 /// unused and its session is live, push the idle expiry forward (never past the absolute one),
-/// insert the successor. Concurrent callers serialize on the token row; after the first commits,
-/// `used_at IS NULL` is false for the others, so exactly one consumes it.
+/// record how long the access token about to be issued lives, insert the successor. Concurrent
+/// callers serialize on the token row; after the first commits, `used_at IS NULL` is false for
+/// the others, so exactly one consumes it.
 pub async fn rotate(
     db: impl PgExecutor<'_>,
     token_hash: &TokenHash,
@@ -126,40 +128,32 @@ pub async fn rotate(
     idle_ttl: Duration,
     access_ttl: Duration,
 ) -> Result<Option<Rotated>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH consumed AS (
-            UPDATE refresh_tokens t SET used_at = now()
-            FROM sessions s, users u
-            WHERE t.token_hash = $1 AND t.used_at IS NULL
-              AND s.id = t.session_id AND s.revoked_at IS NULL
-              AND s.expires_at > now() AND s.absolute_expires_at > now()
-              AND u.id = s.user_id AND NOT u.disabled
-            RETURNING t.session_id
-         ), touched AS (
-            UPDATE sessions s
-            SET last_used_at = now(),
-                expires_at = LEAST(now() + make_interval(secs => $3), s.absolute_expires_at),
-                access_expires_at = GREATEST(s.access_expires_at,
-                    LEAST(now() + make_interval(secs => $4), s.absolute_expires_at))
-            FROM consumed c
-            WHERE s.id = c.session_id AND s.revoked_at IS NULL
-            RETURNING s.id, s.user_id, s.expires_at, s.absolute_expires_at
-         ), successor AS (
-            INSERT INTO refresh_tokens (token_hash, session_id, parent_hash)
-            SELECT $2, id, $1 FROM touched
-         )
-         SELECT t.id AS session_id,
-                floor(extract(epoch FROM t.expires_at - now()))::int8 AS max_age_secs,
-                floor(extract(epoch FROM t.absolute_expires_at))::int8 AS absolute_expires_unix,
-                u.id, u.email, u.roles, u.disabled, u.created_at
-         FROM touched t JOIN users u ON u.id = t.user_id",
+    sqlx::query_as(ROTATE_SQL)
+        .bind(&token_hash[..])
+        .bind(&successor_hash[..])
+        .bind(secs(idle_ttl))
+        .bind(secs(access_ttl))
+        .fetch_optional(db)
+        .await
+}
+
+/// Records that an access token living `access_ttl` (capped to the session's end) is being
+/// issued for a session outside a rotation (the grace rule).
+pub async fn extend_access(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    access_ttl: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET access_expires_at = GREATEST(access_expires_at,
+             LEAST(now() + make_interval(secs => $2), absolute_expires_at))
+         WHERE id = $1",
     )
-    .bind(&token_hash[..])
-    .bind(&successor_hash[..])
-    .bind(secs(idle_ttl))
+    .bind(session_id)
     .bind(secs(access_ttl))
-    .fetch_optional(db)
-    .await
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Everything needed to decide why a token could not be consumed.
@@ -211,68 +205,105 @@ pub async fn inspect_token(
     .await
 }
 
-/// The session a refresh token (used or not) belongs to, with its owner.
-pub async fn by_token(
+/// A presented refresh token that names a session, as several cookies of our name are sorted.
+#[derive(Debug, FromRow)]
+pub struct PresentedToken {
+    pub token_hash: Vec<u8>,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    /// The session is not revoked, not expired, and its user is enabled.
+    pub session_live: bool,
+    /// The token is the session's current one: unused, or used within the grace window while
+    /// its successor is unused (a concurrent refresh). A stale token is not current.
+    pub current: bool,
+    pub last_used_at: OffsetDateTime,
+}
+
+/// Which of `hashes` are known refresh tokens, with their sessions' state.
+pub async fn presented_tokens(
     db: impl PgExecutor<'_>,
-    token_hash: &TokenHash,
-) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+    hashes: &[Vec<u8>],
+    grace: Duration,
+) -> Result<Vec<PresentedToken>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT s.id, s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
-         WHERE t.token_hash = $1",
+        "SELECT t.token_hash, t.session_id, s.user_id,
+                (s.revoked_at IS NULL AND s.expires_at > now() AND s.absolute_expires_at > now()
+                 AND NOT u.disabled) AS session_live,
+                (t.used_at IS NULL OR (now() - t.used_at <= make_interval(secs => $2)
+                  AND NOT EXISTS (SELECT 1 FROM refresh_tokens n
+                                  WHERE n.parent_hash = t.token_hash AND n.used_at IS NOT NULL)))
+                    AS current,
+                s.last_used_at
+         FROM refresh_tokens t
+         JOIN sessions s ON s.id = t.session_id
+         JOIN users u ON u.id = s.user_id
+         WHERE t.token_hash = ANY($1)",
     )
-    .bind(&token_hash[..])
-    .fetch_optional(db)
+    .bind(hashes)
+    .bind(secs(grace))
+    .fetch_all(db)
     .await
 }
 
-/// Revokes one session (no-op if already revoked). Returns its owner if it exists.
-pub async fn revoke(
-    db: impl PgExecutor<'_>,
-    session_id: Uuid,
-    reason: RevokeReason,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, now()),
-                             revoked_reason = COALESCE(revoked_reason, $2)
-         WHERE id = $1 RETURNING user_id",
-    )
-    .bind(session_id)
-    .bind(reason.as_str())
-    .fetch_optional(db)
-    .await
+/// A session a revoke statement ended, and until when (unix s) its access tokens could live.
+#[derive(Debug, Clone, Copy, FromRow)]
+pub struct RevokedSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub tokens_until: i64,
 }
 
-/// Revokes one session only if it belongs to `user_id`. Returns whether it exists and is theirs.
-pub async fn revoke_owned(
+/// Revokes one session (only if it is not revoked yet), optionally only if `owner` owns it.
+/// `None`: no such session (or not theirs). `Some(None)`-like cases are folded: an already
+/// revoked session is returned as found with an empty revocation.
+pub async fn revoke_one(
     db: impl PgExecutor<'_>,
     session_id: Uuid,
-    user_id: Uuid,
+    owner: Option<Uuid>,
     reason: RevokeReason,
-) -> Result<bool, sqlx::Error> {
-    let found: Option<Uuid> = sqlx::query_scalar(
-        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, now()),
-                             revoked_reason = COALESCE(revoked_reason, $3)
-         WHERE id = $1 AND user_id = $2 RETURNING id",
+) -> Result<Option<(Uuid, Option<RevokedSession>)>, sqlx::Error> {
+    let row: Option<(Uuid, Option<Uuid>, i64)> = sqlx::query_as(
+        "WITH target AS (
+            SELECT id, user_id FROM sessions
+            WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2)
+         ), changed AS (
+            UPDATE sessions s SET revoked_at = now(), revoked_reason = $3
+            FROM target
+            WHERE s.id = target.id AND s.revoked_at IS NULL
+            RETURNING s.id, s.access_expires_at
+         )
+         SELECT target.user_id, changed.id,
+                COALESCE(floor(extract(epoch FROM changed.access_expires_at))::int8, 0)
+         FROM target LEFT JOIN changed ON changed.id = target.id",
     )
     .bind(session_id)
-    .bind(user_id)
+    .bind(owner)
     .bind(reason.as_str())
     .fetch_optional(db)
     .await?;
-    Ok(found.is_some())
+    Ok(row.map(|(user_id, changed, until)| {
+        (
+            user_id,
+            changed.map(|id| RevokedSession {
+                id,
+                user_id,
+                tokens_until: until,
+            }),
+        )
+    }))
 }
 
-/// Revokes every unrevoked session of a user, except `keep` if given. Returns the ids revoked.
+/// Revokes every unrevoked session of a user, except `keep` if given.
 pub async fn revoke_all(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     keep: Option<Uuid>,
     reason: RevokeReason,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+) -> Result<Vec<RevokedSession>, sqlx::Error> {
+    sqlx::query_as(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
-         RETURNING id",
+         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
     )
     .bind(user_id)
     .bind(keep)
@@ -281,18 +312,75 @@ pub async fn revoke_all(
     .await
 }
 
-/// The user's live sessions (not revoked, not expired), newest first.
+/// Revokes the given sessions that are not revoked yet.
+pub async fn revoke_ids(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    reason: RevokeReason,
+) -> Result<Vec<RevokedSession>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+         WHERE id = ANY($1) AND revoked_at IS NULL
+         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
+    )
+    .bind(ids)
+    .bind(reason.as_str())
+    .fetch_all(db)
+    .await
+}
+
+/// Revokes the least recently used live sessions of a user beyond the newest `keep` of them.
+pub async fn revoke_beyond(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    keep: i64,
+    reason: RevokeReason,
+) -> Result<Vec<RevokedSession>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+         WHERE id IN (
+            SELECT id FROM sessions
+            WHERE user_id = $1 AND revoked_at IS NULL
+              AND expires_at > now() AND absolute_expires_at > now()
+            ORDER BY last_used_at DESC, created_at DESC, id
+            OFFSET $2
+         ) AND revoked_at IS NULL
+         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(reason.as_str())
+    .fetch_all(db)
+    .await
+}
+
+/// Where a page of sessions starts: after this (created_at, id) in newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+/// A page of the user's live sessions (not revoked, not expired), newest first: at most `limit`
+/// sessions after `after`.
 pub async fn list_live(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
+    after: Option<SessionCursor>,
+    limit: i64,
 ) -> Result<Vec<Session>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, created_at, last_used_at, expires_at, absolute_expires_at, user_agent, ip
          FROM sessions
          WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() AND absolute_expires_at > now()
-         ORDER BY created_at DESC, id",
+           AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $4",
     )
     .bind(user_id)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.id))
+    .bind(limit)
     .fetch_all(db)
     .await
 }

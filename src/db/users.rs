@@ -1,9 +1,20 @@
+//! Users and their credentials.
+
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{domain::Email, error::ApiError};
+use crate::domain::Email;
+
+/// Why a user could not be inserted.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("a user with this email exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
@@ -35,7 +46,7 @@ pub async fn insert(
     email: &Email,
     password_hash: &str,
     roles: &[String],
-) -> Result<User, ApiError> {
+) -> Result<User, InsertError> {
     let res = sqlx::query_as::<_, User>(
         "INSERT INTO users (id, email, password_hash, roles) VALUES ($1, $2, $3, $4)
          RETURNING id, email, roles, disabled, created_at",
@@ -48,7 +59,7 @@ pub async fn insert(
     .await;
     match res {
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
-            Err(ApiError::EmailTaken)
+            Err(InsertError::EmailTaken)
         }
         other => Ok(other?),
     }
@@ -108,34 +119,66 @@ pub async fn list(
     .await
 }
 
-pub async fn set_password(
+/// Replaces the password hash only if `current_hash` is still the user's hash and the user is
+/// enabled (a password change that raced another change or a disable does nothing). Returns
+/// whether it was replaced.
+pub async fn replace_password(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    password_hash: &str,
+    current_hash: &str,
+    new_hash: &str,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .execute(db)
-        .await?;
+    let r = sqlx::query(
+        "UPDATE users SET password_hash = $3, updated_at = now()
+         WHERE id = $1 AND password_hash = $2 AND NOT disabled",
+    )
+    .bind(id)
+    .bind(current_hash)
+    .bind(new_hash)
+    .execute(db)
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Applies an admin change; `None` fields stay as they are. Returns the updated user, if any.
+/// What authorization decisions read about a user, now (not as a token remembers it).
+#[derive(Debug, FromRow)]
+pub struct Access {
+    pub roles: Vec<String>,
+    pub disabled: bool,
+}
+
+pub async fn access_of(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Access>, sqlx::Error> {
+    sqlx::query_as("SELECT roles, disabled FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Applies an admin change; `None` fields stay as they are. Returns the user as it was and as it
+/// is now, if it exists (the row is locked, so "before" is exact).
 pub async fn update(
     db: impl PgExecutor<'_>,
     id: Uuid,
     disabled: Option<bool>,
     roles: Option<&[String]>,
-) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE users SET disabled = COALESCE($2, disabled), roles = COALESCE($3, roles), updated_at = now()
-         WHERE id = $1
-         RETURNING id, email, roles, disabled, created_at",
+) -> Result<Option<(User, Vec<String>)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        old_roles: Vec<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "WITH old AS (SELECT id, roles FROM users WHERE id = $1 FOR UPDATE)
+         UPDATE users u SET disabled = COALESCE($2, u.disabled), roles = COALESCE($3, u.roles),
+                            updated_at = now()
+         FROM old WHERE u.id = old.id
+         RETURNING u.id, u.email, u.roles, u.disabled, u.created_at, old.roles AS old_roles",
     )
     .bind(id)
     .bind(disabled)
     .bind(roles)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.user, r.old_roles)))
 }

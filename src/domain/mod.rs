@@ -1,9 +1,11 @@
 //! Types that can only hold valid values: parse at the edge, never re-validate inside.
 
+mod audit;
 mod client;
 mod email;
 mod password;
 
+pub use audit::{EventKind, RevokeReason};
 pub use client::{ClientInfo, MAX_USER_AGENT_CHARS};
 pub use email::Email;
 pub use password::{NewPassword, Password, preload_common_passwords};

@@ -1,4 +1,5 @@
 //! Factors: ways to prove who someone is. Each one ends by handing a verified user id to the
 //! session layer (`session::login`); none writes sessions itself.
 
+pub mod argon2;
 pub mod password;

@@ -1,286 +1,124 @@
-//! Password hashing: argon2id with the OWASP parameters (m=19456 KiB, t=2, p=1), always on the
-//! blocking pool, never more at once than there are cores, and with a bounded queue so a login
-//! storm is shed with 503 instead of piling up memory and starving the async workers.
+//! The password factor: every place that verifies a password goes through [`verify_login`] or
+//! [`verify_current`], so each gets the same protections (OWASP ASVS 5.0 V6.3):
 //!
-//! Each running hash needs 19 MiB of argon2 memory. Allocating it per hash costs page faults
-//! and leaves glibc holding freed blocks (hundreds of MiB after a login storm), so the blocks
-//! are kept in a small pool, one per permit, and reused: resident memory stays at
-//! `concurrency × 19 MiB` at most, and hashing is faster.
+//! - rate limits per (client IP, account), per client IP and per account across all IPs
+//!   (`app::ratelimit`), checked before any hashing, for unknown accounts too;
+//! - at most [`MAX_PER_ACCOUNT`](crate::factors::argon2::MAX_PER_ACCOUNT) checks of one account
+//!   waiting for argon2 at once, so one account cannot fill the queue every login shares;
+//! - one argon2id verification whether or not the account exists (no enumeration by timing);
+//! - every failure recorded in the audit trail.
+//!
+//! A successful check returns a [`VerifiedPassword`]: the user and the exact hash that matched.
+//! The session layer creates a session (or changes the password) only if that hash is still the
+//! user's current one, atomically with its write, so a login racing a password change or a
+//! disable cannot produce a session that outlives the change.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    db::{
+        self,
+        events::{self, Event},
+        users::{User, UserCredentials},
+    },
+    domain::{ClientInfo, Email, EventKind, Password},
+    error::ApiError,
+    state::AppState,
 };
 
-use argon2::{
-    Algorithm, Argon2, Block, Params, Version,
-    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
-};
-use rand::RngExt;
-use tokio::sync::Semaphore;
-
-use crate::error::ApiError;
-
-const SALT_BYTES: usize = 16;
-const OUTPUT_BYTES: usize = 32;
-
-fn our_params() -> Params {
-    // Valid argon2 parameters; `Params::new` only rejects out-of-range values.
-    Params::new(19_456, 2, 1, Some(OUTPUT_BYTES)).unwrap_or_default()
+/// Proof that a password matched: the user as read, and the hash it matched.
+pub struct VerifiedPassword {
+    pub user: User,
+    /// The PHC string that matched; writes are conditional on it still being current.
+    pub password_hash: String,
 }
 
-/// Grows `blocks` to at least `n` (allocating only the first time, for our parameters).
-fn blocks_for(blocks: &mut Vec<Block>, n: usize) -> &mut [Block] {
-    if blocks.len() < n {
-        blocks.resize(n, Block::default());
+impl std::fmt::Debug for VerifiedPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedPassword")
+            .field("user_id", &self.user.id)
+            .finish_non_exhaustive()
     }
-    &mut blocks[..n]
 }
 
-/// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`) for `password`, computed in
-/// `blocks`; byte-for-byte what `argon2::PasswordHasher` produces.
-fn hash_in(blocks: &mut Vec<Block>, password: &[u8]) -> Result<String, String> {
-    let params = our_params();
-    let mut salt = [0u8; SALT_BYTES];
-    rand::rng().fill(&mut salt);
-    let mut out = [0u8; OUTPUT_BYTES];
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into_with_memory(
-            password,
-            &salt,
-            &mut out,
-            blocks_for(blocks, params.block_count()),
+/// Checks an email and password (login). Errors: `rate_limited`, `invalid_credentials` (unknown
+/// email and wrong password alike), `user_disabled` (only after a correct password),
+/// `unavailable` (argon2 queue full or database down).
+pub async fn verify_login(
+    state: &AppState,
+    email: &Email,
+    password: &Password,
+    client: &ClientInfo,
+) -> Result<VerifiedPassword, ApiError> {
+    state.limit(|rl| rl.password(client.ip, email.as_str()))?;
+    let found = db::users::credentials_by_email(&state.db, email).await?;
+    let user_id = found.as_ref().map(|c| c.user.id);
+    let verified = check(state, email.as_str(), found, password).await?;
+    let failure = |reason: &str| {
+        Event::new(EventKind::LoginFailed, user_id, client).detail(json!({ "reason": reason }))
+    };
+    match verified {
+        Some(v) if v.user.disabled => {
+            events::record(&state.db, &failure("user_disabled")).await?;
+            Err(ApiError::UserDisabled)
+        }
+        Some(v) => Ok(v),
+        None => {
+            tracing::info!("login failed");
+            events::record(&state.db, &failure("invalid_credentials")).await?;
+            Err(ApiError::InvalidCredentials)
+        }
+    }
+}
+
+/// Checks the signed-in user's current password (password change, and every later action that
+/// asks for it again). A wrong password is recorded as `failure` in the audit trail. Errors:
+/// `rate_limited`, `invalid_credentials`, `user_not_found`, `user_disabled`, `unavailable`.
+pub async fn verify_current(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    password: &Password,
+    client: &ClientInfo,
+    failure: EventKind,
+) -> Result<VerifiedPassword, ApiError> {
+    let found = db::users::credentials_by_id(&state.db, user_id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    let account = found.user.email.clone();
+    state.limit(|rl| rl.password(client.ip, &account))?;
+    match check(state, &account, Some(found), password).await? {
+        Some(v) if v.user.disabled => Err(ApiError::UserDisabled),
+        Some(v) => Ok(v),
+        None => {
+            let e = Event::new(failure, Some(user_id), client)
+                .session(session_id)
+                .actor(user_id)
+                .detail(json!({ "reason": "invalid_credentials" }));
+            events::record(&state.db, &e).await?;
+            Err(ApiError::InvalidCredentials)
+        }
+    }
+}
+
+/// One argon2 verification on behalf of `account` (against a dummy hash when unknown).
+async fn check(
+    state: &AppState,
+    account: &str,
+    found: Option<UserCredentials>,
+    password: &Password,
+) -> Result<Option<VerifiedPassword>, ApiError> {
+    let ok = state
+        .hasher
+        .verify_for(
+            account,
+            password.expose(),
+            found.as_ref().map(|c| c.password_hash.as_str()),
         )
-        .map_err(|e| e.to_string())?;
-    let phc = PasswordHash {
-        algorithm: argon2::ARGON2ID_IDENT,
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
-        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
-        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
-    };
-    Ok(phc.to_string())
-}
-
-/// Whether `password` matches the PHC string `stored`, computed in `blocks`. The comparison of
-/// outputs is constant-time (`phc::Output`'s `PartialEq`). Unparsable hashes never match.
-fn verify_in(blocks: &mut Vec<Block>, password: &[u8], stored: &str) -> bool {
-    let Ok(phc) = PasswordHash::new(stored) else {
-        return false;
-    };
-    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
-        return false;
-    };
-    let (Ok(algorithm), Ok(params)) = (
-        Algorithm::try_from(phc.algorithm.as_str()),
-        Params::try_from(&phc),
-    ) else {
-        return false;
-    };
-    let Ok(version) = phc.version.map(Version::try_from).transpose() else {
-        return false;
-    };
-    let mut out = vec![0u8; expected.len()];
-    let n = params.block_count();
-    let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
-    argon2
-        .hash_password_into_with_memory(password, salt, &mut out, blocks_for(blocks, n))
-        .is_ok()
-        && Output::new(&out).is_ok_and(|computed| &computed == expected)
-}
-
-pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
-    /// Requests waiting for a permit or hashing right now.
-    in_queue: AtomicUsize,
-    max_queue: usize,
-    /// Argon2 computations finished (hashes and verifications), for metrics and tests.
-    completed: Arc<AtomicUsize>,
-    /// Verified against when the email is unknown, so that case costs the same as a wrong password.
-    dummy_hash: String,
-    /// Reusable argon2 memory, at most one per permit.
-    blocks: Arc<Mutex<Vec<Vec<Block>>>>,
-}
-
-impl PasswordHasher {
-    /// `concurrency` hashes run at once (the core count); at most `max_queue` requests wait or
-    /// run (more get 503 `unavailable`).
-    pub fn new(concurrency: usize, max_queue: usize) -> Result<Self, String> {
-        // The dummy's memory is dropped right after: a process that never logs anyone in stays small.
-        let dummy_hash = hash_in(&mut Vec::new(), b"authd dummy password for unknown emails")?;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            in_queue: AtomicUsize::new(0),
-            max_queue: max_queue.max(1),
-            completed: Arc::new(AtomicUsize::new(0)),
-            dummy_hash,
-            blocks: Arc::default(),
-        })
-    }
-
-    /// How many hash/verify requests are waiting or running.
-    pub fn queue_depth(&self) -> usize {
-        self.in_queue.load(Ordering::Relaxed)
-    }
-
-    /// How many argon2 hashes/verifications have completed.
-    pub fn completed(&self) -> usize {
-        self.completed.load(Ordering::Relaxed)
-    }
-
-    /// A PHC string for a new password.
-    pub async fn hash(&self, password: &str) -> Result<String, ApiError> {
-        let password = password.to_owned();
-        self.run(move |blocks| hash_in(blocks, password.as_bytes()))
-            .await?
-            .map_err(ApiError::internal)
-    }
-
-    /// Checks `password` against `hash`; with `None` (unknown email) it verifies against a dummy
-    /// hash and returns false, taking the same time.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
-        let password = password.to_owned();
-        let (hash, real) = match hash {
-            Some(h) => (h.to_owned(), true),
-            None => (self.dummy_hash.clone(), false),
-        };
-        let ok = self
-            .run(move |blocks| verify_in(blocks, password.as_bytes(), &hash))
-            .await?;
-        Ok(ok && real)
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _queued =
-            QueueSlot::enter(&self.in_queue, self.max_queue).ok_or(ApiError::Unavailable)?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
-        let completed = self.completed.clone();
-        let pool = self.blocks.clone();
-        // The permit moves into the blocking task: if the client goes away, the hash still
-        // finishes before another one may start, so the bound (and the block pool) holds.
-        tokio::task::spawn_blocking(move || {
-            let mut blocks = pool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop()
-                .unwrap_or_default();
-            let out = work(&mut blocks);
-            pool.lock().unwrap_or_else(|p| p.into_inner()).push(blocks);
-            completed.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(ApiError::internal)
-    }
-}
-
-/// Counts a request in the queue for as long as it lives.
-struct QueueSlot<'a>(&'a AtomicUsize);
-
-impl<'a> QueueSlot<'a> {
-    fn enter(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
-        let prev = counter.fetch_add(1, Ordering::AcqRel);
-        if prev >= max {
-            counter.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Self(counter))
-    }
-}
-
-impl Drop for QueueSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compatible_with_the_argon2_crate_both_ways() {
-        use argon2::{PasswordHasher as _, PasswordVerifier as _};
-        let ours = hash_in(&mut Vec::new(), b"pa55word!").unwrap();
-        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, our_params());
-        assert!(
-            reference
-                .verify_password(b"pa55word!", ours.as_str())
-                .is_ok()
-        );
-        assert!(
-            reference
-                .verify_password(b"pa55word?", ours.as_str())
-                .is_err()
-        );
-        let theirs = reference.hash_password(b"pa55word!").unwrap().to_string();
-        let mut blocks = Vec::new();
-        assert!(verify_in(&mut blocks, b"pa55word!", &theirs));
-        assert!(!verify_in(&mut blocks, b"pa55word?", &theirs));
-        assert_eq!(blocks.len(), 19_456, "one reusable buffer of m blocks");
-        // Other parameters (an older or stronger hash) still verify, in the same buffer.
-        let other = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(8_192, 3, 1, None).unwrap(),
-        );
-        let old = other.hash_password(b"pa55word!").unwrap().to_string();
-        assert!(verify_in(&mut blocks, b"pa55word!", &old));
-        for junk in [
-            "",
-            "$argon2id$",
-            "$argon2id$v=19$m=19456,t=2,p=1$",
-            "$scrypt$x$y",
-        ] {
-            assert!(!verify_in(&mut blocks, b"pa55word!", junk));
-        }
-    }
-
-    #[tokio::test]
-    async fn hash_then_verify() {
-        let h = PasswordHasher::new(2, 8).unwrap();
-        let phc = h.hash("correct horse battery").await.unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(h.verify("correct horse battery", Some(&phc)).await.unwrap());
-        assert!(!h.verify("wrong horse battery", Some(&phc)).await.unwrap());
-        assert!(!h.verify("correct horse battery", None).await.unwrap());
-        assert!(!h.verify("x", Some("not a phc string")).await.unwrap());
-        assert_eq!(h.queue_depth(), 0);
-        assert_eq!(
-            h.completed(),
-            5,
-            "an unknown email (None) costs a verification too"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_sheds() {
-        let h = Arc::new(PasswordHasher::new(1, 2).unwrap());
-        let tasks: Vec<_> = (0..6)
-            .map(|_| {
-                let h = h.clone();
-                tokio::spawn(async move { h.verify("some password", None).await })
-            })
-            .collect();
-        let mut shed = 0;
-        for t in tasks {
-            if matches!(t.await.unwrap(), Err(ApiError::Unavailable)) {
-                shed += 1;
-            }
-        }
-        assert!(
-            shed >= 1,
-            "with 6 concurrent verifies and a queue of 2, some must be shed"
-        );
-        assert_eq!(h.queue_depth(), 0);
-    }
+        .await?;
+    Ok(found.filter(|_| ok).map(|c| VerifiedPassword {
+        user: c.user,
+        password_hash: c.password_hash,
+    }))
 }

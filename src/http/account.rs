@@ -7,21 +7,16 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    db::{
-        self,
-        events::{self, Event},
-        sessions::RevokeReason,
-        users::User,
-    },
-    domain::{NewPassword, Password},
+    db::{self, users::User},
+    domain::{ClientInfo, EventKind, NewPassword, Password},
     error::ApiError,
-    http::extractors::{AuthUser, ClientInfo},
-    http::{extract::Json, openapi::Problem},
+    factors::password,
+    http::{extract::Json, extractors::AuthUser, openapi::Problem},
+    session,
     state::AppState,
 };
 
@@ -82,8 +77,9 @@ struct PasswordChange {
     post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed; the caller's other sessions are revoked"),
-        (status = 401, description = "`invalid_credentials` (wrong current password) or a Bearer failure",
+        (status = 401, description = "`invalid_credentials` (wrong current password), `user_disabled` or a Bearer failure",
          body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many password checks (see Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -103,33 +99,16 @@ async fn change_password(
             ));
         }
     };
-    let creds = db::users::credentials_by_id(&state.db, auth.user_id)
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
-    if !state
-        .hasher
-        .verify(current.expose(), Some(&creds.password_hash))
-        .await?
-    {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let hash = state.hasher.hash(new.expose()).await?;
-    let mut tx = state.db.begin().await?;
-    db::users::set_password(&mut *tx, auth.user_id, &hash).await?;
-    let revoked = db::sessions::revoke_all(
-        &mut *tx,
+    let verified = password::verify_current(
+        &state,
         auth.user_id,
-        Some(auth.session_id),
-        RevokeReason::PasswordChanged,
+        auth.session_id,
+        &current,
+        &client,
+        EventKind::PasswordChangeFailed,
     )
     .await?;
-    let changed = Event::new("password_changed", Some(auth.user_id), &client)
-        .session(auth.session_id)
-        .actor(auth.user_id)
-        .detail(json!({"revoked_sessions": revoked.len()}));
-    events::record(&mut *tx, &changed).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::PasswordChanged, &revoked);
-    tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "password changed");
+    let hash = state.hasher.hash(new.expose()).await?;
+    session::account::change_password(&state, &verified, auth.session_id, &hash, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,26 +2,22 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    db::{
-        self,
-        events::{self, Event},
-        sessions::RevokeReason,
-        users::User,
-    },
-    domain::Email,
+    db::{self, users::User},
+    domain::{ClientInfo, Email, RevokeReason},
     error::{ApiError, FieldError},
-    http::extractors::{AdminUser, ClientInfo},
     http::{
         extract::{Json, Path, Query, parse_uuid},
+        extractors::AdminUser,
         openapi::Problem,
-        sessions::{Revoked, SessionList, live_sessions},
+        sessions::{PageQuery, Revoked, SessionList, live_sessions},
     },
+    session::{self, Actor, account::UserChange, revoke::Target},
     state::AppState,
 };
 
@@ -202,43 +198,23 @@ async fn update_user(
             ));
         }
     }
-    let mut tx = state.db.begin().await?;
-    let user = db::users::update(&mut *tx, id, patch.disabled, roles.as_deref())
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
-    let revoked = if user.disabled {
-        db::sessions::revoke_all(&mut *tx, id, None, RevokeReason::UserDisabled).await?
-    } else {
-        Vec::new()
+    let change = UserChange {
+        disabled: patch.disabled,
+        roles,
     };
-    let event = |kind| Event::new(kind, Some(id), &client).actor(admin.user_id);
-    match patch.disabled {
-        Some(true) => {
-            let e = event("user_disabled").detail(json!({"revoked_sessions": revoked.len()}));
-            events::record(&mut *tx, &e).await?;
-        }
-        Some(false) => events::record(&mut *tx, &event("user_enabled")).await?,
-        None => {}
-    }
-    if let Some(roles) = &roles {
-        events::record(
-            &mut *tx,
-            &event("roles_changed").detail(json!({ "roles": roles })),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::UserDisabled, &revoked);
-    tracing::info!(admin_id = %admin.user_id, user_id = %id, disabled = user.disabled, revoked = revoked.len(), "user updated");
+    let user =
+        session::account::update_user(&state, id, &change, Actor::Admin(admin.user_id), &client)
+            .await?;
     Ok(axum::Json(user))
 }
 
 /// A user's live sessions.
 #[utoipa::path(
     get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = String, Path, description = "User id (UUID)"), PageQuery),
     responses(
         (status = 200, description = "Live sessions, newest first", body = SessionList),
+        (status = 400, description = "`validation_failed` (limit or cursor)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -248,13 +224,14 @@ async fn user_sessions(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
 ) -> Result<axum::Json<SessionList>, ApiError> {
     let id = user_id(&id)?;
     db::users::by_id(&state.db, id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
     Ok(axum::Json(
-        live_sessions(&state, id, admin.session_id).await?,
+        live_sessions(&state, id, admin.session_id, page).await?,
     ))
 }
 
@@ -279,15 +256,18 @@ async fn revoke_user_sessions(
     db::users::by_id(&state.db, id)
         .await?
         .ok_or(ApiError::UserNotFound)?;
-    let mut tx = state.db.begin().await?;
-    let revoked = db::sessions::revoke_all(&mut *tx, id, None, RevokeReason::AdminRevoked).await?;
-    let e = Event::new("sessions_revoked", Some(id), &client)
-        .actor(admin.user_id)
-        .detail(json!({"reason": RevokeReason::AdminRevoked.as_str(), "count": revoked.len()}));
-    events::record(&mut *tx, &e).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::AdminRevoked, &revoked);
-    tracing::info!(admin_id = %admin.user_id, user_id = %id, revoked = revoked.len(), "all sessions revoked by admin");
+    let revoked = session::revoke::revoke(
+        &state,
+        Target::User {
+            user: id,
+            keep: None,
+        },
+        RevokeReason::AdminRevoked,
+        Actor::Admin(admin.user_id),
+        &client,
+        None,
+    )
+    .await?;
     Ok(axum::Json(Revoked {
         revoked: revoked.len(),
     }))
@@ -311,17 +291,14 @@ async fn revoke_session(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
-    let mut tx = state.db.begin().await?;
-    let owner = db::sessions::revoke(&mut *tx, id, RevokeReason::AdminRevoked)
-        .await?
-        .ok_or(ApiError::SessionNotFound)?;
-    let e = Event::new("session_revoked", Some(owner), &client)
-        .session(id)
-        .actor(admin.user_id)
-        .detail(json!({"reason": RevokeReason::AdminRevoked.as_str()}));
-    events::record(&mut *tx, &e).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::AdminRevoked, &[id]);
-    tracing::info!(admin_id = %admin.user_id, session_id = %id, "session revoked by admin");
+    session::revoke::revoke(
+        &state,
+        Target::Session(id),
+        RevokeReason::AdminRevoked,
+        Actor::Admin(admin.user_id),
+        &client,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,31 +6,22 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    db::{
-        self,
-        events::{self, Event},
-        sessions::RevokeReason,
-        users::User,
-    },
-    domain::{Email, NewPassword, Password},
+    db::users::User,
+    domain::RevokeReason,
+    domain::{ClientInfo, Email, NewPassword, Password},
     error::{ApiError, FieldError},
-    http::{
-        csrf::CsrfChecked,
-        extractors::{ClientInfo, bearer_token},
-    },
-    http::{extract::Json, openapi::Problem},
+    factors::password,
+    http::{csrf::CsrfChecked, extract::Json, extractors::bearer_token, openapi::Problem},
+    session::{self, Actor, Issued, login::Proof, revoke::Target},
     state::AppState,
     telemetry::metrics::outcome_of,
-    tokens::{
-        cookies::PresentedCookie,
-        refresh::{self, RefreshToken},
-    },
+    tokens::cookies::PresentedCookie,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -93,19 +84,16 @@ async fn register(
     }
     let (email, password) = parse_credentials(body, NewPassword::parse)?;
     // Cheap check first, so a taken email costs no hashing; the unique index decides races.
-    if db::users::by_email(&state.db, &email).await?.is_some() {
+    if crate::db::users::by_email(&state.db, &email)
+        .await?
+        .is_some()
+    {
         return Err(ApiError::EmailTaken);
     }
     let hash = state.hasher.hash(password.expose()).await?;
-    let mut tx = state.db.begin().await?;
-    let user = db::users::insert(&mut *tx, &email, &hash, &[]).await?;
-    events::record(
-        &mut *tx,
-        &Event::new("user_registered", Some(user.id), &client).actor(user.id),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.id, "user registered");
+    let user =
+        session::account::create_user(&state.db, &email, &hash, &[], Actor::Subject, &client)
+            .await?;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 
@@ -124,24 +112,19 @@ pub struct TokenBody {
 }
 
 /// 200 with a fresh access token, the refresh cookie, and no-store caching (RFC 6749 §5.1).
-fn token_response(
-    state: &AppState,
-    session_id: Uuid,
-    user: User,
-    cookie: HeaderValue,
-) -> Result<Response, ApiError> {
-    let access_token = state.jwt.sign(user.id, session_id, &user.roles)?;
+fn token_response(state: &AppState, issued: Issued) -> Response {
+    let cookie = state.cookies.set(&issued.refresh, issued.cookie_max_age);
     let body = TokenBody {
-        access_token,
+        access_token: issued.access_token,
         token_type: "Bearer",
-        expires_in: state.jwt.ttl().as_secs(),
-        session_id,
-        user,
+        expires_in: issued.expires_in,
+        session_id: issued.session_id,
+        user: issued.user,
     };
     let mut res = axum::Json(body).into_response();
     res.headers_mut().insert(header::SET_COOKIE, cookie);
     no_store(res.headers_mut());
-    Ok(res)
+    res
 }
 
 pub fn no_store(headers: &mut HeaderMap) {
@@ -162,9 +145,10 @@ pub fn no_store(headers: &mut HeaderMap) {
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
-    let result = try_login(&state, client, body).await;
+    let result = try_login(&state, &client, &headers, body).await;
     state.metrics.login(match &result {
         Ok(_) => "ok",
         Err(e) => outcome_of(e),
@@ -174,61 +158,17 @@ async fn login(
 
 async fn try_login(
     state: &AppState,
-    client: ClientInfo,
+    client: &ClientInfo,
+    headers: &HeaderMap,
     body: Credentials,
 ) -> Result<Response, ApiError> {
     let (email, password) = parse_credentials(body, Password::parse)?;
-    if let Some(ip) = client.ip {
-        state.limit(|rl| rl.login(ip, &email))?;
-    }
-    let found = db::users::credentials_by_email(&state.db, &email).await?;
-    // Unknown email and wrong password take the same path: one argon2 verification.
-    let ok = state
-        .hasher
-        .verify(
-            password.expose(),
-            found.as_ref().map(|c| c.password_hash.as_str()),
-        )
-        .await?;
-    let user = match found {
-        Some(c) if ok => c.user,
-        other => {
-            tracing::info!("login failed");
-            let failed = Event::new("login_failed", other.map(|c| c.user.id), &client);
-            events::record(
-                &state.db,
-                &failed.detail(json!({"reason": "invalid_credentials"})),
-            )
-            .await?;
-            return Err(ApiError::InvalidCredentials);
-        }
-    };
-    if user.disabled {
-        let failed = Event::new("login_failed", Some(user.id), &client)
-            .detail(json!({"reason": "user_disabled"}));
-        events::record(&state.db, &failed).await?;
-        return Err(ApiError::UserDisabled);
-    }
-    let token = RefreshToken::generate();
-    let config = &state.config;
-    let session = db::sessions::create(
-        &state.db,
-        user.id,
-        &token.hash(),
-        config.refresh_idle_ttl,
-        config.session_max_age,
-        client.user_agent.as_deref(),
-        client.ip_string().as_deref(),
-        config.access_ttl,
-    )
-    .await?;
-    let ok = Event::new("login_succeeded", Some(user.id), &client)
-        .session(session.id)
-        .actor(user.id);
-    events::record(&state.db, &ok).await?;
-    tracing::info!(user_id = %user.id, session_id = %session.id, "login");
-    let cookie = state.cookies.set(&token, session.max_age_secs);
-    token_response(state, session.id, user, cookie)
+    let verified = password::verify_login(state, &email, &password, client).await?;
+    // The session this browser had (its refresh cookie) is superseded by the new one.
+    let presented = state.cookies.read(headers).into_tokens();
+    let issued =
+        session::login::login(state, Proof::Password(verified), client, &presented).await?;
+    Ok(token_response(state, issued))
 }
 
 /// Silent refresh: rotates the refresh cookie and issues a new access token.
@@ -266,7 +206,7 @@ async fn try_refresh(
     {
         return (e.into_response(), "rate_limited");
     }
-    let token = match state.cookies.read(headers) {
+    let presented = match state.cookies.read(headers) {
         PresentedCookie::Missing => {
             return (ApiError::RefreshTokenMissing.into_response(), "missing");
         }
@@ -276,45 +216,21 @@ async fn try_refresh(
                 "invalid",
             );
         }
-        PresentedCookie::Token(t) => t,
+        PresentedCookie::Tokens(t) => t,
     };
-    let config = &state.config;
-    let outcome = refresh::refresh(
-        &state.db,
-        &state.successor_key,
-        &token,
-        config.refresh_idle_ttl,
-        config.refresh_grace,
-        config.access_ttl,
-    )
-    .await;
-    match outcome {
-        Ok(r) => {
-            tracing::info!(session_id = %r.session_id, user_id = %r.user.id, outcome = r.kind.as_str(), "refresh");
-            let cookie = state.cookies.set(&r.successor, r.max_age_secs);
-            let res = token_response(state, r.session_id, r.user, cookie)
-                .unwrap_or_else(IntoResponse::into_response);
-            (res, r.kind.as_str())
+    match session::refresh::refresh(state, &presented, client).await {
+        Ok((issued, kind)) => {
+            tracing::info!(session_id = %issued.session_id, user_id = %issued.user.id, outcome = kind.as_str(), "refresh");
+            (token_response(state, issued), kind.as_str())
         }
         Err(f) => {
-            if let Some((sid, uid)) = f.revoked_session {
-                state.record_revoked(RevokeReason::RefreshTokenReused, &[sid]);
-                let reused = Event::new("refresh_token_reused", Some(uid), client).session(sid);
-                if let Err(e) = events::record(&state.db, &reused).await {
-                    tracing::error!(error = %e, "recording an audit event failed");
-                }
-                tracing::warn!(session_id = %sid, "refresh token reuse detected; session revoked");
-            }
             let label = outcome_of(&f.error);
-            let status = f.error.status();
             let res = f.error.into_response();
-            // Every 401 clears the cookie; a 503 leaves it, the token may still be good.
-            let res = if status == StatusCode::UNAUTHORIZED {
-                clear_cookie(state, res)
+            if f.clear_cookie {
+                (clear_cookie(state, res), label)
             } else {
-                res
-            };
-            (res, label)
+                (res, label)
+            }
         }
     }
 }
@@ -340,29 +256,31 @@ async fn logout(
     client: ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut session = None;
-    if let PresentedCookie::Token(t) = state.cookies.read(&headers) {
-        session = db::sessions::by_token(&state.db, &t.hash()).await?;
-    }
-    if session.is_none()
+    // The sessions the cookies are current for (a stale or foreign cookie ends nothing) ...
+    let presented = state.cookies.read(&headers).into_tokens();
+    let mut sessions = session::revoke::current_sessions(&state, &presented).await?;
+    // ... or, without one, the session a Bearer token with a valid signature names, expired or
+    // not (revoking a revoked session again is a no-op).
+    if sessions.is_empty()
         && let Ok(Some(token)) = bearer_token(&headers)
+        && let Ok(claims) = state.jwt.verify_ignoring_expiry(token)
     {
-        // A revoked session's token still names the session (revoking again is a no-op).
-        session = state.jwt.verify(token).ok().map(|c| (c.sid, c.sub));
+        sessions.push(claims.sid);
     }
-    if let Some((sid, uid)) = session {
-        let mut tx = state.db.begin().await?;
-        db::sessions::revoke(&mut *tx, sid, RevokeReason::Logout).await?;
-        events::record(
-            &mut *tx,
-            &Event::new("logout", Some(uid), &client)
-                .session(sid)
-                .actor(uid),
+    for sid in sessions {
+        match session::revoke::revoke(
+            &state,
+            Target::Session(sid),
+            RevokeReason::Logout,
+            Actor::Subject,
+            &client,
+            Some(sid),
         )
-        .await?;
-        tx.commit().await?;
-        state.record_revoked(RevokeReason::Logout, &[sid]);
-        tracing::info!(session_id = %sid, "logout");
+        .await
+        {
+            Ok(_) | Err(ApiError::SessionNotFound) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(clear_cookie(&state, StatusCode::NO_CONTENT.into_response()))
 }

@@ -23,12 +23,6 @@ pub struct AuthUser {
     pub roles: Vec<String>,
 }
 
-impl AuthUser {
-    pub fn is_admin(&self) -> bool {
-        crate::domain::has_admin_role(&self.roles)
-    }
-}
-
 /// The token from `Authorization: Bearer <token>` (scheme case-insensitive), if any.
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -87,7 +81,9 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// An [`AuthUser`] with the `admin` role (403 `forbidden` otherwise).
+/// An [`AuthUser`] whose account has the `admin` role now (403 `forbidden` otherwise). The
+/// roles are read from the database on every admin request, never from the token: a demoted
+/// admin's tokens lose their rights at once, on every instance (ASVS 5.0 8.3.2).
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub AuthUser);
 
@@ -99,10 +95,13 @@ impl FromRequestParts<AppState> for AdminUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let user = AuthUser::from_request_parts(parts, state).await?;
-        if !user.is_admin() {
-            return Err(ApiError::Forbidden.into());
+        let access = crate::db::users::access_of(&state.db, user.user_id)
+            .await
+            .map_err(ApiError::from)?;
+        match access {
+            Some(a) if !a.disabled && crate::domain::has_admin_role(&a.roles) => Ok(Self(user)),
+            _ => Err(ApiError::Forbidden.into()),
         }
-        Ok(Self(user))
     }
 }
 

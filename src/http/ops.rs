@@ -75,12 +75,20 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics (OpenMetrics text). Only on AUTHD_METRICS_BIND when that is set. Reads
-/// in-memory values only (no database query per scrape).
+/// in-memory values, plus the live-session count at most once per 10 s (a scrape flood cannot
+/// load the database).
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // The one database read, at most once per ACTIVE_SESSIONS_EVERY whatever the scrape rate.
+    if state.metrics.claim_active_sessions_recount() {
+        let count = crate::db::sessions::count_live(&state.db);
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), count).await {
+            state.metrics.set_active_sessions(n);
+        }
+    }
     let gauges = Gauges {
         argon2_queue: state.hasher.queue_depth() as i64,
         argon2_completed: state.hasher.completed() as i64,

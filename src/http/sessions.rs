@@ -5,23 +5,25 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{
         self,
-        events::{self, Event},
-        sessions::{RevokeReason, Session},
+        sessions::{Session, SessionCursor},
     },
+    domain::{ClientInfo, RevokeReason},
     error::ApiError,
-    http::extractors::{AuthUser, ClientInfo},
     http::{
         extract::{Path, Query, parse_uuid},
+        extractors::AuthUser,
         openapi::Problem,
     },
+    session::{self, Actor, revoke::Target},
     state::AppState,
 };
 
@@ -33,7 +35,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct SessionList {
+    /// Newest first.
     pub sessions: Vec<Session>,
+    /// Cursor of the next page (pass it as `cursor`), null on the last one.
+    pub next: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -42,33 +47,90 @@ pub struct Revoked {
     pub revoked: usize,
 }
 
-/// Live sessions of `user_id`, newest first, with `current` marking `current_sid`.
+/// Paging of session lists.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// The previous page's `next`.
+    #[param(max_length = 128)]
+    cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
+fn encode_cursor(c: SessionCursor) -> String {
+    let micros = c.created_at.unix_timestamp_nanos() / 1000;
+    B64.encode(format!("{micros}.{}", c.id.simple()))
+}
+
+fn decode_cursor(raw: &str) -> Option<SessionCursor> {
+    let text = String::from_utf8(B64.decode(raw).ok()?).ok()?;
+    let (micros, id) = text.split_once('.')?;
+    let created_at =
+        OffsetDateTime::from_unix_timestamp_nanos(micros.parse::<i128>().ok()?.checked_mul(1000)?)
+            .ok()?;
+    Some(SessionCursor {
+        created_at,
+        id: uuid::Uuid::parse_str(id).ok()?,
+    })
+}
+
+/// A page of the live sessions of `user_id`, newest first, with `current` marking `current_sid`.
 pub async fn live_sessions(
     state: &AppState,
     user_id: uuid::Uuid,
     current_sid: uuid::Uuid,
+    page: PageQuery,
 ) -> Result<SessionList, ApiError> {
-    let mut sessions = db::sessions::list_live(&state.db, user_id).await?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 1000"));
+    }
+    let after = match page.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            decode_cursor(raw)
+                .ok_or_else(|| ApiError::validation("cursor", "is not a cursor of this list"))?,
+        ),
+    };
+    let mut sessions = db::sessions::list_live(&state.db, user_id, after, limit + 1).await?;
+    let next = if sessions.len() as i64 > limit {
+        sessions.truncate(limit as usize);
+        sessions.last().map(|s| {
+            encode_cursor(SessionCursor {
+                created_at: s.created_at,
+                id: s.id,
+            })
+        })
+    } else {
+        None
+    };
     for s in &mut sessions {
         s.current = s.id == current_sid;
     }
-    Ok(SessionList { sessions })
+    Ok(SessionList { sessions, next })
 }
 
 /// The caller's live sessions, newest first.
 #[utoipa::path(
-    get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])),
+    get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), params(PageQuery),
     responses(
         (status = 200, description = "Live sessions; `current` marks the caller's", body = SessionList),
+        (status = 400, description = "`validation_failed` (limit or cursor)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
+    Query(page): Query<PageQuery>,
 ) -> Result<axum::Json<SessionList>, ApiError> {
     Ok(axum::Json(
-        live_sessions(&state, auth.user_id, auth.session_id).await?,
+        live_sessions(&state, auth.user_id, auth.session_id, page).await?,
     ))
 }
 
@@ -89,18 +151,19 @@ async fn revoke_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_uuid(&id).ok_or(ApiError::SessionNotFound)?;
-    let mut tx = state.db.begin().await?;
-    if !db::sessions::revoke_owned(&mut *tx, id, auth.user_id, RevokeReason::UserRevoked).await? {
-        return Err(ApiError::SessionNotFound);
-    }
-    let e = Event::new("session_revoked", Some(auth.user_id), &client)
-        .session(id)
-        .actor(auth.user_id)
-        .detail(json!({"reason": RevokeReason::UserRevoked.as_str()}));
-    events::record(&mut *tx, &e).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::UserRevoked, &[id]);
-    tracing::info!(user_id = %auth.user_id, session_id = %id, "session revoked by its user");
+    let target = Target::OwnSession {
+        session: id,
+        owner: auth.user_id,
+    };
+    session::revoke::revoke(
+        &state,
+        target,
+        RevokeReason::UserRevoked,
+        Actor::Subject,
+        &client,
+        Some(auth.session_id),
+    )
+    .await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     if id == auth.session_id {
         clear_cookie(&state, res.headers_mut());
@@ -141,18 +204,19 @@ async fn revoke_many(
     Query(q): Query<ScopeQuery>,
 ) -> Result<Response, ApiError> {
     let keep = (q.scope == Scope::Others).then_some(auth.session_id);
-    let mut tx = state.db.begin().await?;
-    let revoked =
-        db::sessions::revoke_all(&mut *tx, auth.user_id, keep, RevokeReason::UserRevoked).await?;
-    let scope = if keep.is_some() { "others" } else { "all" };
-    let e = Event::new("sessions_revoked", Some(auth.user_id), &client)
-        .session(auth.session_id)
-        .actor(auth.user_id)
-        .detail(json!({"reason": RevokeReason::UserRevoked.as_str(), "scope": scope, "count": revoked.len()}));
-    events::record(&mut *tx, &e).await?;
-    tx.commit().await?;
-    state.record_revoked(RevokeReason::UserRevoked, &revoked);
-    tracing::info!(user_id = %auth.user_id, revoked = revoked.len(), "sessions revoked by their user");
+    let target = Target::User {
+        user: auth.user_id,
+        keep,
+    };
+    let revoked = session::revoke::revoke(
+        &state,
+        target,
+        RevokeReason::UserRevoked,
+        Actor::Subject,
+        &client,
+        Some(auth.session_id),
+    )
+    .await?;
     let mut res = axum::Json(Revoked {
         revoked: revoked.len(),
     })

@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{db::sessions::RevokeReason, error::ApiError};
+use crate::{domain::RevokeReason, error::ApiError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -59,6 +59,7 @@ pub struct Metrics {
     refreshes: Family<Outcome, Counter>,
     revocations: Family<Reason, Counter>,
     active_sessions: Gauge,
+    active_sessions_counted: std::sync::Mutex<Option<std::time::Instant>>,
     argon2_queue: Gauge,
     argon2_completed: Gauge,
     db_pool: Family<PoolState, Gauge>,
@@ -89,6 +90,7 @@ impl Metrics {
             refreshes: Family::default(),
             revocations: Family::default(),
             active_sessions: Gauge::default(),
+            active_sessions_counted: std::sync::Mutex::new(None),
             argon2_queue: Gauge::default(),
             argon2_completed: Gauge::default(),
             db_pool: Family::default(),
@@ -261,8 +263,24 @@ pub struct Gauges {
     pub rate_limit_keys: i64,
 }
 
+/// The live-session count is recounted at most this often, however often /metrics is scraped.
+pub const ACTIVE_SESSIONS_EVERY: Duration = Duration::from_secs(10);
+
 impl Metrics {
-    /// The live-session count, refreshed by a background task (never counted per scrape).
+    /// Whether the live-session count is due (at most once per [`ACTIVE_SESSIONS_EVERY`]);
+    /// claims the recount if so, so concurrent scrapes do not all count.
+    pub fn claim_active_sessions_recount(&self) -> bool {
+        let mut last = self
+            .active_sessions_counted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < ACTIVE_SESSIONS_EVERY) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
+
     pub fn set_active_sessions(&self, n: i64) {
         self.active_sessions.set(n);
     }

@@ -8,8 +8,9 @@ use crate::{
     tokens::refresh::RefreshToken,
 };
 
-/// Longest Cookie header value we bother to parse.
-const MAX_COOKIE_HEADER: usize = 8 * 1024;
+/// Most refresh tokens read from one request: a browser sends one cookie of our name per
+/// (domain, path) it holds one for; more than a few is an attack or junk.
+pub const MAX_PRESENTED: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct CookieSettings {
@@ -24,9 +25,24 @@ pub struct CookieSettings {
 #[derive(Debug)]
 pub enum PresentedCookie {
     Missing,
-    /// Present but not something authd issued.
+    /// Present, but nothing authd could have issued.
     Malformed,
-    Token(RefreshToken),
+    /// The well-formed tokens among the cookies of our name, in header order, without
+    /// duplicates, at most [`MAX_PRESENTED`]. Several are possible: a browser holds one cookie
+    /// per (domain, path), e.g. one planted by a sibling subdomain, or one left behind by a
+    /// change of AUTHD_COOKIE_PATH or AUTHD_COOKIE_DOMAIN. Which one is ours is decided by the
+    /// session layer, never by order.
+    Tokens(Vec<RefreshToken>),
+}
+
+impl PresentedCookie {
+    /// The well-formed tokens (none when missing or malformed).
+    pub fn into_tokens(self) -> Vec<RefreshToken> {
+        match self {
+            Self::Tokens(t) => t,
+            Self::Missing | Self::Malformed => Vec::new(),
+        }
+    }
 }
 
 impl CookieSettings {
@@ -70,22 +86,31 @@ impl CookieSettings {
         self.build(String::new(), 0)
     }
 
-    /// Reads our cookie from the request's `Cookie` headers (first occurrence wins).
+    /// Reads every cookie of our name from the request's `Cookie` headers, whatever their
+    /// size (the server's header limit bounds them) and order.
     pub fn read(&self, headers: &HeaderMap) -> PresentedCookie {
+        let mut seen = false;
+        let mut tokens: Vec<RefreshToken> = Vec::new();
         for value in headers.get_all(header::COOKIE) {
-            let Ok(s) = value.to_str() else { continue };
-            if s.len() > MAX_COOKIE_HEADER {
-                continue;
-            }
-            for c in Cookie::split_parse(s).flatten() {
-                if c.name() == self.name {
-                    return match RefreshToken::parse(c.value()) {
-                        Some(t) => PresentedCookie::Token(t),
-                        None => PresentedCookie::Malformed,
-                    };
+            // Cookie values are ASCII; a header with other bytes may still carry ours.
+            let s = String::from_utf8_lossy(value.as_bytes());
+            for c in Cookie::split_parse(s.as_ref()).flatten() {
+                if c.name() != self.name {
+                    continue;
+                }
+                seen = true;
+                if let Some(t) = RefreshToken::parse(c.value())
+                    && !tokens.contains(&t)
+                    && tokens.len() < MAX_PRESENTED
+                {
+                    tokens.push(t);
                 }
             }
         }
-        PresentedCookie::Missing
+        match (seen, tokens.is_empty()) {
+            (false, _) => PresentedCookie::Missing,
+            (true, true) => PresentedCookie::Malformed,
+            (true, false) => PresentedCookie::Tokens(tokens),
+        }
     }
 }

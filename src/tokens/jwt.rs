@@ -220,14 +220,18 @@ impl Jwt {
         self.keys().jwks.clone()
     }
 
-    /// Issues an access token for a session.
+    /// Issues an access token for a session, expiring after the configured TTL but never after
+    /// `not_after` (unix seconds: the session's absolute expiry). Returns the token and its
+    /// `expires_in` in seconds.
     pub fn sign(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         roles: &[String],
-    ) -> Result<String, ApiError> {
+        not_after: i64,
+    ) -> Result<(String, u64), ApiError> {
         let now = unix_now();
+        let exp = (now + self.ttl.as_secs() as i64).min(not_after).max(now);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -235,7 +239,7 @@ impl Jwt {
             sid: session_id,
             jti: Uuid::new_v4(),
             iat: now,
-            exp: now + self.ttl.as_secs() as i64,
+            exp,
             nbf: None,
             roles: roles.to_vec(),
         };
@@ -243,7 +247,18 @@ impl Jwt {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
         header.kid = Some(keys.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &keys.signing).map_err(ApiError::internal)
+        let token =
+            jsonwebtoken::encode(&header, &claims, &keys.signing).map_err(ApiError::internal)?;
+        Ok((token, (exp - now) as u64))
+    }
+
+    /// [`verify`](Self::verify) without the `exp`/`nbf` checks: every other rule holds. For
+    /// naming the session of an expired token (logout).
+    pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        let mut validation = self.validation.clone();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        self.verify_with(token, &validation)
     }
 
     /// Whether the token names a `kid` this instance does not know (it may be newer than our
@@ -260,6 +275,10 @@ impl Jwt {
     /// Verifies signature and claims. Errors are `token_expired` or `invalid_token`; the
     /// detail never says which check failed beyond that.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        self.verify_with(token, &self.validation)
+    }
+
+    fn verify_with(&self, token: &str, validation: &Validation) -> Result<AccessClaims, ApiError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::InvalidToken);
         }
@@ -273,12 +292,13 @@ impl Jwt {
             .as_deref()
             .and_then(|kid| keys.verifying.get(kid))
             .ok_or(ApiError::InvalidToken)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => ApiError::TokenExpired,
-                _ => ApiError::InvalidToken,
-            },
-        )?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, key, validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => ApiError::TokenExpired,
+                    _ => ApiError::InvalidToken,
+                }
+            })?;
         Ok(data.claims)
     }
 }
@@ -335,7 +355,7 @@ mod tests {
     fn round_trip() {
         let (jwt, key) = jwt();
         let (u, s) = (Uuid::new_v4(), Uuid::new_v4());
-        let token = jwt.sign(u, s, &["admin".into()]).unwrap();
+        let token = jwt.sign(u, s, &["admin".into()], i64::MAX).unwrap().0;
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
@@ -350,7 +370,10 @@ mod tests {
     fn other_keys_tokens_are_rejected() {
         let (a, _) = jwt();
         let (b, _) = jwt();
-        let token = a.sign(Uuid::new_v4(), Uuid::new_v4(), &[]).unwrap();
+        let token = a
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX)
+            .unwrap()
+            .0;
         assert!(matches!(b.verify(&token), Err(ApiError::InvalidToken)));
     }
 

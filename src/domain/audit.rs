@@ -1,0 +1,85 @@
+//! The names the audit trail and the `sessions.revoked_reason` column use: one enum each, so a
+//! new sign-in method or revocation path cannot invent a spelling.
+
+/// Why a session ended early (`sessions.revoked_reason`, the `reason` of audit events, the
+/// `reason` label of `authd_revocations_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevokeReason {
+    /// `POST /auth/logout`.
+    Logout,
+    /// The user signed out that device (or all/other devices) themselves.
+    UserRevoked,
+    /// An admin (HTTP or CLI) forced the logout.
+    AdminRevoked,
+    /// A superseded refresh token was presented again (RFC 9700 §4.14.2 reuse detection).
+    RefreshTokenReused,
+    /// The password was changed; every other session ends.
+    PasswordChanged,
+    /// The user was disabled.
+    UserDisabled,
+    /// A role was taken away: tokens carrying it must not outlive the change (ASVS 5.0 8.3.2).
+    RolesChanged,
+    /// A new login in the same browser replaced the session its cookie named (ASVS 7.2.4).
+    Superseded,
+    /// The user has more live sessions than AUTHD_MAX_SESSIONS; the least recently used went.
+    SessionLimit,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::UserRevoked => "user_revoked",
+            Self::AdminRevoked => "admin_revoked",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::PasswordChanged => "password_changed",
+            Self::UserDisabled => "user_disabled",
+            Self::RolesChanged => "roles_changed",
+            Self::Superseded => "superseded",
+            Self::SessionLimit => "session_limit",
+        }
+    }
+}
+
+/// The `kind` of an audit event (`auth_events.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    UserRegistered,
+    LoginSucceeded,
+    LoginFailed,
+    Logout,
+    RefreshTokenReused,
+    /// One session revoked (detail: `reason`).
+    SessionRevoked,
+    /// Several sessions of one user revoked (detail: `reason`, `count`, `scope`).
+    SessionsRevoked,
+    PasswordChanged,
+    /// A wrong `current_password` on `POST /auth/password`.
+    PasswordChangeFailed,
+    UserDisabled,
+    UserEnabled,
+    /// An admin changed another user's roles (detail: `roles`).
+    RolesChanged,
+    /// An admin changed their own roles: recorded apart, it is how privilege escalation shows.
+    OwnRolesChanged,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserRegistered => "user_registered",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::Logout => "logout",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::SessionRevoked => "session_revoked",
+            Self::SessionsRevoked => "sessions_revoked",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordChangeFailed => "password_change_failed",
+            Self::UserDisabled => "user_disabled",
+            Self::UserEnabled => "user_enabled",
+            Self::RolesChanged => "roles_changed",
+            Self::OwnRolesChanged => "own_roles_changed",
+        }
+    }
+}

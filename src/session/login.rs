@@ -1,0 +1,143 @@
+//! A verified factor becomes a session.
+//!
+//! In one transaction: the session is inserted only if the user is still enabled and the
+//! credential that was verified is still the current one (decided atomically with the insert,
+//! see `db::sessions::create`); the session the browser's refresh cookie named is superseded
+//! (ASVS 5.0 7.2.4: a new login replaces the old session of that browser); sessions beyond
+//! AUTHD_MAX_SESSIONS are revoked, least recently used first; the audit rows are written.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Issued, issue, publish};
+use crate::{
+    db::{
+        self,
+        events::{self, Event},
+        sessions::{NewSessionSpec, RevokedSession},
+        users::User,
+    },
+    domain::{ClientInfo, EventKind, RevokeReason},
+    error::ApiError,
+    factors::password::VerifiedPassword,
+    state::AppState,
+    tokens::refresh::RefreshToken,
+};
+
+/// What proved who the user is.
+#[derive(Debug)]
+pub enum Proof {
+    /// A password matched; the session requires that hash to still be current.
+    Password(VerifiedPassword),
+}
+
+impl Proof {
+    fn user(&self) -> &User {
+        match self {
+            Self::Password(v) => &v.user,
+        }
+    }
+
+    fn password_hash(&self) -> Option<&str> {
+        match self {
+            Self::Password(v) => Some(&v.password_hash),
+        }
+    }
+}
+
+/// Creates a session for the proven user. `presented` are the refresh tokens the browser sent
+/// (its cookies of our name): the sessions they are current for are superseded. Errors:
+/// `invalid_credentials` (the password changed since it was verified), `user_disabled`,
+/// database errors.
+pub async fn login(
+    state: &AppState,
+    proof: Proof,
+    client: &ClientInfo,
+    presented: &[RefreshToken],
+) -> Result<Issued, ApiError> {
+    let config = &state.config;
+    let user = proof.user();
+    let token = RefreshToken::generate();
+    let ip = client.ip_string();
+    let mut tx = state.db.begin().await?;
+    let spec = NewSessionSpec {
+        user_id: user.id,
+        token_hash: &token.hash(),
+        idle_ttl: config.refresh_idle_ttl,
+        max_age: config.session_max_age,
+        access_ttl: config.access_ttl,
+        user_agent: client.user_agent.as_deref(),
+        ip: ip.as_deref(),
+        password_hash: proof.password_hash(),
+    };
+    let Some(session) = db::sessions::create(&mut *tx, &spec).await? else {
+        drop(tx);
+        // The user was disabled, deleted or changed their password after the check.
+        return Err(match db::users::access_of(&state.db, user.id).await? {
+            Some(a) if a.disabled => ApiError::UserDisabled,
+            _ => ApiError::InvalidCredentials,
+        });
+    };
+    let superseded = supersede(&mut tx, state, presented, session.id).await?;
+    let evicted = db::sessions::revoke_beyond(
+        &mut *tx,
+        user.id,
+        i64::from(config.max_sessions),
+        RevokeReason::SessionLimit,
+    )
+    .await?;
+    let ok = Event::new(EventKind::LoginSucceeded, Some(user.id), client)
+        .session(session.id)
+        .actor(user.id);
+    events::record(&mut *tx, &ok).await?;
+    for (reason, ended) in [
+        (RevokeReason::Superseded, &superseded),
+        (RevokeReason::SessionLimit, &evicted),
+    ] {
+        for r in ended {
+            let e = Event::new(EventKind::SessionRevoked, Some(r.user_id), client)
+                .session(r.id)
+                .detail(json!({ "reason": reason.as_str(), "by_session": session.id }));
+            events::record(&mut *tx, &e).await?;
+        }
+    }
+    tx.commit().await?;
+    publish(state, RevokeReason::Superseded, &superseded);
+    publish(state, RevokeReason::SessionLimit, &evicted);
+    tracing::info!(user_id = %user.id, session_id = %session.id, "login");
+    let user = match proof {
+        Proof::Password(v) => v.user,
+    };
+    issue(
+        state,
+        session.id,
+        user,
+        session.absolute_expires_unix,
+        token,
+        session.max_age_secs,
+    )
+}
+
+/// Revokes the sessions for which the browser presented its current refresh token.
+async fn supersede(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    presented: &[RefreshToken],
+    new_session: Uuid,
+) -> Result<Vec<RevokedSession>, ApiError> {
+    if presented.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hashes: Vec<Vec<u8>> = presented.iter().map(|t| t.hash().to_vec()).collect();
+    let ids: Vec<Uuid> =
+        db::sessions::presented_tokens(&mut *tx, &hashes, state.config.refresh_grace)
+            .await?
+            .into_iter()
+            .filter(|t| t.current && t.session_id != new_session)
+            .map(|t| t.session_id)
+            .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(db::sessions::revoke_ids(&mut *tx, &ids, RevokeReason::Superseded).await?)
+}
