@@ -2,6 +2,7 @@
 
 mod helpers;
 mod hostile;
+mod identities;
 mod introspect;
 mod keys;
 
