@@ -78,8 +78,7 @@ fn load_dotenv() -> Result<Option<PathBuf>, String> {
     }
     // The check above parsed the same bytes, so loading cannot fail; dotenvy sets the variables
     // (only those not already set) while the process is still single-threaded.
-    dotenvy::from_read(content)
-        .map_err(|_| format!("{}: cannot be loaded", path.display()))?;
+    dotenvy::from_read(content).map_err(|_| format!("{}: cannot be loaded", path.display()))?;
     Ok(Some(path))
 }
 
@@ -100,7 +99,11 @@ fn check_dotenv(content: &[u8]) -> Result<(), (usize, &'static str)> {
     match error {
         dotenvy::Error::LineParse(entry, _) => {
             let breaks = entry.matches('\n').count();
-            let spans = if entry.ends_with('\n') { breaks } else { breaks + 1 };
+            let spans = if entry.ends_with('\n') {
+                breaks
+            } else {
+                breaks + 1
+            };
             Err((
                 (last + 1).saturating_sub(spans).max(1),
                 "malformed line (expected NAME=value, quotes closed)",

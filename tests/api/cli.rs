@@ -219,7 +219,12 @@ async fn a_dotenv_in_a_parent_directory_is_not_read() {
     .unwrap();
     let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
 
-    let out = user_add_in(&work, &db_name, "ann@example.test", &format!("{PASSWORD}\n"));
+    let out = user_add_in(
+        &work,
+        &db_name,
+        "ann@example.test",
+        &format!("{PASSWORD}\n"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("read configuration"), "{stderr}");
