@@ -182,7 +182,7 @@ async fn users_see_what_an_admin_did_to_them_but_not_who_or_from_where() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     let admin_id = admin.body["user"]["id"].clone();
-    let ann = app.signup_and_login("ann@example.test").await;
+    app.signup_and_login("ann@example.test").await;
     let ann_id = app.user_id("ann@example.test").await;
     let res = app
         .client
@@ -212,6 +212,7 @@ async fn users_see_what_an_admin_did_to_them_but_not_who_or_from_where() {
     assert!(revoked["ip"].is_null(), "{revoked}");
     assert!(revoked["user_agent"].is_null(), "{revoked}");
     assert_eq!(revoked["detail"]["reason"], "admin_revoked");
+    assert_eq!(revoked["detail"]["count"], 1);
     let text = own.to_string();
     assert!(!text.contains("AdminConsole"), "{text}");
     assert!(!text.contains(admin_id.as_str().unwrap()), "{text}");
