@@ -214,17 +214,23 @@ fn parse_email(raw: &str) -> anyhow::Result<Email> {
     Email::parse("email", raw).map_err(|e| anyhow::anyhow!("--email {}", e.message))
 }
 
-/// AUTHD_PASSWORD, else one line from stdin (prompting if it is a terminal).
+/// AUTHD_PASSWORD, else the password typed at the terminal (prompt on stderr, not echoed), else
+/// the first line of stdin when stdin is not a terminal (a pipe or a file).
 fn read_password() -> anyhow::Result<NewPassword> {
     let raw = match std::env::var("AUTHD_PASSWORD") {
         Ok(p) => p,
+        Err(_) if std::io::stdin().is_terminal() => {
+            // rpassword reads the controlling terminal with echo off; the prompt goes to stderr
+            // so that stdout stays the command's result.
+            let config = rpassword::ConfigBuilder::new()
+                .output_writer(std::io::stderr())
+                .build();
+            rpassword::prompt_password_with_config("password: ", config)
+                .context("reading the password from the terminal")?
+        }
         Err(_) => {
-            let stdin = std::io::stdin();
-            if stdin.is_terminal() {
-                eprint!("password: ");
-            }
             let mut line = String::new();
-            stdin
+            std::io::stdin()
                 .lock()
                 .read_line(&mut line)
                 .context("reading the password from stdin")?;
@@ -233,7 +239,7 @@ fn read_password() -> anyhow::Result<NewPassword> {
         }
     };
     if raw.is_empty() {
-        bail!("no password: set AUTHD_PASSWORD or pipe it on stdin");
+        bail!("no password: set AUTHD_PASSWORD, type it at the prompt or pipe it on stdin");
     }
     NewPassword::parse("password", raw).map_err(|e| anyhow::anyhow!("password {}", e.message))
 }

@@ -72,7 +72,15 @@ pub async fn record(db: impl PgExecutor<'_>, e: &Event) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// An audit event as the API shows it.
+/// An audit event as the API shows it, from the history of one user (the account holder).
+///
+/// `actor` says who caused the event: `"user"` (the account holder, from one of their sessions),
+/// `"admin"` (another account, i.e. an administrator), or null (no signed-in account: a failed
+/// login, a replayed refresh token, the command line, where `detail.via` is `"cli"`). `ip` and
+/// `user_agent` are those of the request that caused the event. In the account holder's own
+/// view (`GET /auth/events`), events by an admin show `actor: "admin"` with `actor_id`, `ip`
+/// and `user_agent` null, so the user does not learn who the admin is or where they work from;
+/// `GET /admin/users/{id}/events` shows everything.
 #[derive(Debug, Serialize, FromRow, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: i64,
@@ -80,22 +88,52 @@ pub struct StoredEvent {
     pub at: OffsetDateTime,
     pub kind: String,
     pub session_id: Option<Uuid>,
+    /// Who caused the event, relative to the account holder (see above).
+    #[sqlx(skip)]
+    pub actor: Option<Actor>,
+    /// The acting account's id; null when no account acted, or an admin did and this is the
+    /// account holder's own view.
     pub actor_id: Option<Uuid>,
+    /// Client IP of the causing request (null from the command line, or hidden, see above).
     pub ip: Option<String>,
+    /// `User-Agent` of the causing request (null if absent, or hidden, see above).
     pub user_agent: Option<String>,
     /// Event-specific details (e.g. `reason`, `count`, `roles`).
     #[schema(value_type = Object)]
     pub detail: Value,
 }
 
-/// A user's events, newest first, older than `before` (an event id) if given.
+/// Who caused an event, relative to the user whose history it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Actor {
+    /// The account holder.
+    User,
+    /// Another account: only administrators act on other users' accounts.
+    Admin,
+}
+
+impl StoredEvent {
+    /// Hides who the acting admin is (id, IP, user agent) when the event was caused by an admin;
+    /// the account holder's own events, and those without an acting account, stay as they are.
+    pub fn hide_other_actor(&mut self) {
+        if self.actor == Some(Actor::Admin) {
+            self.actor_id = None;
+            self.ip = None;
+            self.user_agent = None;
+        }
+    }
+}
+
+/// A user's events, newest first, older than `before` (an event id) if given, each with its
+/// `actor` relative to that user.
 pub async fn list(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query_as(
+    let mut events: Vec<StoredEvent> = sqlx::query_as(
         "SELECT id, at, kind, session_id, actor_id, ip, user_agent, detail FROM auth_events
          WHERE user_id = $1 AND ($2::int8 IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3",
@@ -104,7 +142,17 @@ pub async fn list(
     .bind(before)
     .bind(limit)
     .fetch_all(db)
-    .await
+    .await?;
+    for e in &mut events {
+        e.actor = e.actor_id.map(|a| {
+            if a == user_id {
+                Actor::User
+            } else {
+                Actor::Admin
+            }
+        });
+    }
+    Ok(events)
 }
 
 /// Deletes up to `batch` events older than `retention`. Returns how many.

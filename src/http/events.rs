@@ -65,7 +65,8 @@ async fn page(state: &AppState, user_id: Uuid, page: Page) -> Result<EventPage, 
     })
 }
 
-/// The caller's own account history.
+/// The caller's own account history. Events an admin caused (a forced logout, a disabled
+/// account, changed roles) say `actor: "admin"` without the admin's id, IP or user agent.
 #[utoipa::path(
     get, path = "/auth/events", tag = "sessions", security(("bearer" = [])), params(Page),
     responses(
@@ -79,10 +80,14 @@ async fn own_events(
     auth: AuthUser,
     Query(q): Query<Page>,
 ) -> Result<axum::Json<EventPage>, ApiError> {
-    Ok(axum::Json(page(&state, auth.user_id, q).await?))
+    let mut page = page(&state, auth.user_id, q).await?;
+    page.events
+        .iter_mut()
+        .for_each(StoredEvent::hide_other_actor);
+    Ok(axum::Json(page))
 }
 
-/// A user's account history.
+/// A user's account history, with every actor's id, IP and user agent.
 #[utoipa::path(
     get, path = "/admin/users/{id}/events", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)"), Page),

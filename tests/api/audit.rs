@@ -176,3 +176,87 @@ async fn admins_read_any_users_history_page_by_page_and_their_actions_are_attrib
     let bob = app.signup_and_login("bob@example.test").await;
     assert_problem(app.get(&path, &bob.access).await, 403, "forbidden").await;
 }
+
+#[tokio::test]
+async fn users_see_what_an_admin_did_to_them_but_not_who_or_from_where() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let admin_id = admin.body["user"]["id"].clone();
+    app.signup_and_login("ann@example.test").await;
+    let ann_id = app.user_id("ann@example.test").await;
+    let res = app
+        .client
+        .delete(app.url(&format!("/admin/users/{ann_id}/sessions")))
+        .bearer_auth(&admin.access)
+        .header("user-agent", "AdminConsole/7.7 (ops-workstation-42)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ann = app.login("ann@example.test").await;
+
+    // Ann's own view: what happened, and that an admin did it; not which admin, nor where from.
+    let own: Value = app
+        .get("/auth/events", &ann.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = own["events"].as_array().unwrap();
+    let revoked = events
+        .iter()
+        .find(|e| e["kind"] == "sessions_revoked")
+        .unwrap();
+    assert_eq!(revoked["actor"], "admin");
+    assert!(revoked["actor_id"].is_null(), "{revoked}");
+    assert!(revoked["ip"].is_null(), "{revoked}");
+    assert!(revoked["user_agent"].is_null(), "{revoked}");
+    assert_eq!(revoked["detail"]["reason"], "admin_revoked");
+    assert_eq!(revoked["detail"]["count"], 1);
+    let text = own.to_string();
+    assert!(!text.contains("AdminConsole"), "{text}");
+    assert!(!text.contains(admin_id.as_str().unwrap()), "{text}");
+    // Her own actions keep their details.
+    let login = &events[0];
+    assert_eq!(login["kind"], "login_succeeded");
+    assert_eq!(login["actor"], "user");
+    assert_eq!(login["actor_id"], ann_id.to_string());
+    assert_eq!(login["ip"], "127.0.0.1");
+    // A failed login has no acting account: its client stays visible (it may be an attacker).
+    app.login_response("ann@example.test", "wrong password!")
+        .await;
+    let own: Value = app
+        .get("/auth/events?limit=1", &ann.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed = &own["events"][0];
+    assert_eq!(failed["kind"], "login_failed");
+    assert!(
+        failed["actor"].is_null() && failed["actor_id"].is_null(),
+        "{failed}"
+    );
+    assert_eq!(failed["ip"], "127.0.0.1");
+
+    // The admin's view shows everything.
+    let all: Value = app
+        .get(&format!("/admin/users/{ann_id}/events"), &admin.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revoked = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "sessions_revoked")
+        .unwrap();
+    assert_eq!(revoked["actor"], "admin");
+    assert_eq!(revoked["actor_id"], admin_id);
+    assert_eq!(revoked["ip"], "127.0.0.1");
+    assert_eq!(
+        revoked["user_agent"],
+        "AdminConsole/7.7 (ops-workstation-42)"
+    );
+}

@@ -1,6 +1,9 @@
 //! The `authd` binary: configuration errors, migrate, and the offline admin commands.
 
-use std::{io::Write, process::Stdio};
+use std::{
+    io::Write,
+    process::{Output, Stdio},
+};
 
 use uuid::Uuid;
 
@@ -156,4 +159,146 @@ async fn offline_admin_commands() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("authd-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap();
+        // Canonical, as the binary sees it (the temp dir may be behind a symlink).
+        Self(path.canonicalize().unwrap())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary on a database that does not answer, so that nothing is created should the
+/// configuration unexpectedly be accepted (it then fails after one second with exit code 1).
+fn unreachable_db_command() -> std::process::Command {
+    let mut cmd = authd_command("unused");
+    cmd.env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/authd")
+        .env("AUTHD_DB_CONNECT_TIMEOUT", "1s");
+    cmd
+}
+
+/// `authd user add --email E` in `dir`, with `stdin` as the piped standard input.
+fn user_add_in(dir: &std::path::Path, db_name: &str, email: &str, stdin: &str) -> Output {
+    let mut child = authd_command(db_name)
+        .current_dir(dir)
+        .args(["user", "add", "--email", email])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn a_dotenv_in_a_parent_directory_is_not_read() {
+    let parent = TempDir::new();
+    let work = parent.0.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(
+        parent.0.join(".env"),
+        "AUTHD_PASSWORD=\"a planted passphrase\"\nAUTHD_RATE_LIMIT=off\n",
+    )
+    .unwrap();
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+
+    let out = user_add_in(
+        &work,
+        &db_name,
+        "ann@example.test",
+        &format!("{PASSWORD}\n"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("read configuration"), "{stderr}");
+
+    // The password typed on stdin was used, not the planted one.
+    let app = spawn_with_db(test_config(&db_name), db_name.clone()).await;
+    app.login("ann@example.test").await;
+    assert_problem(
+        app.login_response("ann@example.test", "a planted passphrase")
+            .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_dotenv_of_the_working_directory_is_read_and_named() {
+    let work = TempDir::new();
+    let dotenv = work.0.join(".env");
+    std::fs::write(
+        &dotenv,
+        format!("# local settings\nAUTHD_PASSWORD=\"{PASSWORD}\"\nAUTHD_ACCESS_TTL=soon\n"),
+    )
+    .unwrap();
+    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let announced = format!("authd: read configuration from {}", dotenv.display());
+
+    // A variable of the environment wins over the file; the password comes from the file
+    // (stdin is empty).
+    let mut add = authd_command(&db_name);
+    add.current_dir(&work.0)
+        .env("AUTHD_ACCESS_TTL", "15m")
+        .args(["user", "add", "--email", "ann@example.test"])
+        .stdin(Stdio::null());
+    let out = add.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ok = out.status.success();
+    drop_database(&db_name).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr.lines().next(), Some(announced.as_str()), "{stderr}");
+
+    // Without the override, the file's bad value stops the start naming the variable.
+    let out = unreachable_db_command()
+        .current_dir(&work.0)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().next(), Some(announced.as_str()), "{stderr}");
+    assert!(stderr.contains("AUTHD_ACCESS_TTL"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_dotenv_stops_the_start_naming_the_file_and_line() {
+    let work = TempDir::new();
+    let dotenv = work.0.join(".env");
+    std::fs::write(
+        &dotenv,
+        "AUTHD_ACCESS_TTL=15m\n# comment\nAUTHD_PASSWORD secret-value-123\nAUTHD_RATE_LIMIT=off\n",
+    )
+    .unwrap();
+    let out = unreachable_db_command()
+        .current_dir(&work.0)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} line 3", dotenv.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-value"), "{stderr}");
 }

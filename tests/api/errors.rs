@@ -160,3 +160,68 @@ async fn internal_details_never_reach_the_body() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn a_body_is_one_json_object_and_nothing_else() {
+    let app = spawn_app().await;
+    app.register("ann@example.test", PASSWORD).await;
+    let post = |path: &'static str, body: String| {
+        app.client
+            .post(app.url(path))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+    };
+
+    // serde would fill a struct from an array, field by field: not a way in.
+    for path in ["/auth/register", "/auth/login"] {
+        for email in ["ann@example.test", "bob@example.test"] {
+            let array = serde_json::json!([email, PASSWORD]).to_string();
+            let body =
+                assert_problem(post(path, array).await.unwrap(), 400, "validation_failed").await;
+            assert_eq!(
+                body["errors"],
+                serde_json::json!([{"field": "body", "message": "must be a JSON object"}])
+            );
+        }
+    }
+    let users: Vec<String> = sqlx::query_scalar("SELECT email FROM users")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(users, ["ann@example.test"]);
+
+    for other in ["null", r#""ann@example.test""#, "12345678", "true"] {
+        let body = assert_problem(
+            post("/auth/login", other.to_string()).await.unwrap(),
+            400,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "body", "{other}");
+    }
+
+    // Syntax comes first: garbage after an incomplete object is invalid JSON, not a missing
+    // field, and the message does not quote the input.
+    for garbage in [
+        r#"{"email":"ann@example.test"}}"#,
+        r#"{"email":"ann@example.test"} {"password":"x"}"#,
+        r#"{"email":7,"password":"secret-value-123"},"#,
+    ] {
+        let body = assert_problem(
+            post("/auth/login", garbage.to_string()).await.unwrap(),
+            400,
+            "invalid_json",
+        )
+        .await;
+        assert!(!body.to_string().contains("secret-value"), "{body}");
+        assert!(!body.to_string().contains("ann@"), "{body}");
+    }
+
+    // The same as an object still works, whitespace around it included.
+    let object = format!(
+        " {} \n",
+        serde_json::json!({"email": "ann@example.test", "password": PASSWORD})
+    );
+    assert_eq!(post("/auth/login", object).await.unwrap().status(), 200);
+}
