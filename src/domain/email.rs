@@ -1,10 +1,12 @@
 use std::fmt;
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
-use precis_core::{FreeformClass, StringClass, profile::PrecisFastInvocation};
+use precis_core::{
+    DerivedPropertyValue, Error as PrecisError, FreeformClass, StringClass,
+    profile::PrecisFastInvocation,
+};
 use precis_profiles::UsernameCaseMapped;
 
-use super::password::precis_refusal;
 use crate::error::FieldError;
 
 /// An email address in the one canonical form that names an account, so that every way a
@@ -108,6 +110,17 @@ impl fmt::Display for Email {
 impl fmt::Debug for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Email({})", self.0)
+    }
+}
+
+/// The validation message for a string that a PRECIS string class refused (RFC 8264): which
+/// kind of character, never which one or where.
+fn precis_refusal(e: &PrecisError) -> &'static str {
+    match e {
+        PrecisError::BadCodepoint(info) if info.property == DerivedPropertyValue::Unassigned => {
+            "must not contain characters unassigned in Unicode 6.3 (such as recent emoji)"
+        }
+        _ => "must not contain invisible, control or formatting characters",
     }
 }
 

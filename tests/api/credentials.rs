@@ -73,10 +73,11 @@ async fn guesses_at_one_account_are_bounded_across_many_ips() {
         }
         assert_eq!(res.status(), 401);
     }
-    assert_eq!(
-        limited_at,
-        Some(30),
-        "30 guesses per account per minute, from any IPs"
+    // A burst of 30, then one more every 2 s (30/min), which a slow machine may have earned.
+    let earned = (started.elapsed().as_secs() / 2) as u32;
+    assert!(
+        limited_at.is_some_and(|i| (30..=30 + earned).contains(&i)),
+        "30 guesses per account per minute, from any IPs: limited at {limited_at:?}"
     );
     // Another account is not affected.
     let res = app

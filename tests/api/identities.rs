@@ -200,7 +200,7 @@ async fn a_password_change_uses_the_same_normalization() {
 #[tokio::test]
 async fn invisible_characters_in_a_password_are_refused() {
     let app = spawn_app().await;
-    for c in ['\u{200B}', '\u{202E}', '\u{0007}'] {
+    for c in ['\u{200B}', '\u{202E}', '\u{0007}', '\u{00AD}'] {
         let password = format!("hunter2{c}hunter2");
         let body = assert_problem(
             app.register("ann@example.test", &password).await,
