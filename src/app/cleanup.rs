@@ -15,6 +15,11 @@ pub async fn run_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Err
     batched(|| db::sessions::delete_ended(db, retention, BATCH)).await
 }
 
+/// Prunes used refresh tokens older than `keep` (see `db::sessions::prune_used_tokens`).
+pub async fn tokens_once(db: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    batched(|| db::sessions::prune_used_tokens(db, keep, BATCH)).await
+}
+
 /// Deletes audit events older than `retention`. Returns how many.
 pub async fn events_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
     batched(|| db::events::delete_older_than(db, retention, BATCH)).await
@@ -42,6 +47,7 @@ pub async fn run_forever(
     interval: Duration,
     retention: Duration,
     audit_retention: Duration,
+    token_keep: Duration,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -51,6 +57,11 @@ pub async fn run_forever(
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "ended sessions cleaned up"),
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
+        }
+        match tokens_once(&db, token_keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "superseded refresh tokens pruned"),
+            Err(e) => tracing::warn!(error = %e, "refresh token pruning failed"),
         }
         match events_once(&db, audit_retention).await {
             Ok(0) => {}

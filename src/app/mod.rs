@@ -157,6 +157,8 @@ impl Application {
             config.cleanup_interval,
             config.cleanup_retention,
             config.audit_retention,
+            // Used tokens stay while the grace rule may still need them, with a margin.
+            config.refresh_grace + std::time::Duration::from_secs(60),
         ));
         if let Some(rl) = self.state.rate_limits.clone() {
             tokio::spawn(async move {

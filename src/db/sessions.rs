@@ -205,6 +205,53 @@ pub async fn inspect_token(
     .await
 }
 
+/// Every `CHECKPOINT_EVERY`th token of a chain is kept for the session's life (see
+/// [`prune_used_tokens`]).
+pub const CHECKPOINT_EVERY: i32 = 64;
+
+/// Deletes up to `batch` used refresh tokens that are neither recent (used more than `keep`
+/// ago: past the grace window, with a margin) nor a checkpoint. Returns how many. A pruned
+/// token is still recognised as superseded: its successors are derived until a kept one.
+pub async fn prune_used_tokens(
+    db: impl PgExecutor<'_>,
+    keep: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM refresh_tokens WHERE token_hash IN (
+            SELECT token_hash FROM refresh_tokens
+            WHERE used_at < now() - make_interval(secs => $1)
+              AND generation % $2 <> 0
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+         )",
+    )
+    .bind(secs(keep))
+    .bind(CHECKPOINT_EVERY)
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// The session of the first of `hashes` (successors of a presented token, in chain order) that
+/// is stored, with its state: how a pruned, superseded token is recognised.
+pub async fn session_of_descendant(
+    db: impl PgExecutor<'_>,
+    hashes: &[Vec<u8>],
+) -> Result<Option<(Uuid, bool, bool)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.id, s.revoked_at IS NOT NULL,
+                (s.expires_at <= now() OR s.absolute_expires_at <= now())
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+         WHERE t.token_hash = ANY($1)
+         LIMIT 1",
+    )
+    .bind(hashes)
+    .fetch_optional(db)
+    .await
+}
+
 /// A presented refresh token that names a session, as several cookies of our name are sorted.
 #[derive(Debug, FromRow)]
 pub struct PresentedToken {

@@ -15,7 +15,7 @@ use crate::{
     domain::{ClientInfo, EventKind, NewPassword, Password},
     error::ApiError,
     factors::password,
-    http::{extract::Json, extractors::AuthUser, openapi::Problem},
+    http::{extract::Json, extractors::AuthUser},
     session,
     state::AppState,
 };
@@ -26,14 +26,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
 }
 
+crate::problems!(MeErrors: ApiError::UserNotFound);
+
 /// The caller. Served from the user cache while the NOTIFY listener is live (no query).
 #[utoipa::path(
     get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
+        MeErrors,
         (status = 200, description = "The caller", body = User),
-        (status = 401, description = "`unauthorized`, `invalid_token`, `token_expired` or `session_revoked`",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Response, ApiError> {
@@ -72,15 +72,14 @@ struct PasswordChange {
     new_password: String,
 }
 
+crate::problems!(PasswordChangeErrors: ApiError::InvalidCredentials, ApiError::UserDisabled, ApiError::UserNotFound, ApiError::RateLimited { retry_after_secs: 1 });
+
 /// Changes the password and revokes every other session of the user.
 #[utoipa::path(
     post, path = "/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
     responses(
+        PasswordChangeErrors,
         (status = 204, description = "Changed; the caller's other sessions are revoked"),
-        (status = 401, description = "`invalid_credentials` (wrong current password), `user_disabled` or a Bearer failure",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`: too many password checks (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn change_password(

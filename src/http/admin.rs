@@ -14,7 +14,6 @@ use crate::{
     http::{
         extract::{Json, Path, Query, parse_uuid},
         extractors::AdminUser,
-        openapi::Problem,
         sessions::{PageQuery, Revoked, SessionList, live_sessions},
     },
     session::{self, Actor, account::UserChange, revoke::Target},
@@ -52,14 +51,14 @@ struct UserList {
     users: Vec<User>,
 }
 
+crate::problems!(ListUsersErrors: ApiError::Validation(vec![]));
+
 /// `?email=` finds one user (exact, case-insensitive); without it, the newest users, paginated.
 #[utoipa::path(
     get, path = "/admin/users", tag = "admin", security(("bearer" = [])), params(UserQuery),
     responses(
+        ListUsersErrors,
         (status = 200, description = "Matching users", body = UserList),
-        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_users(
@@ -94,15 +93,15 @@ fn user_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_uuid(raw).ok_or(ApiError::UserNotFound)
 }
 
+crate::problems!(GetUserErrors: ApiError::UserNotFound);
+
 /// One user.
 #[utoipa::path(
     get, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)")),
     responses(
+        GetUserErrors,
         (status = 200, description = "The user", body = User),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_user(
@@ -147,17 +146,16 @@ fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
     }
 }
 
+crate::problems!(UpdateUserErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);
+
 /// Disables/enables a user or sets their roles. Disabling revokes all their sessions. An admin
 /// cannot disable themselves or drop their own `admin` role (400).
 #[utoipa::path(
     patch, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])), request_body = UserPatch,
     params(("id" = String, Path, description = "User id (UUID)")),
     responses(
+        UpdateUserErrors,
         (status = 200, description = "The updated user", body = User),
-        (status = 400, description = "`validation_failed` (also: disabling yourself or dropping your own admin role)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_user(
@@ -208,16 +206,15 @@ async fn update_user(
     Ok(axum::Json(user))
 }
 
+crate::problems!(UserSessionsErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);
+
 /// A user's live sessions.
 #[utoipa::path(
     get, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)"), PageQuery),
     responses(
+        UserSessionsErrors,
         (status = 200, description = "Live sessions, newest first", body = SessionList),
-        (status = 400, description = "`validation_failed` (limit or cursor)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn user_sessions(
@@ -235,15 +232,15 @@ async fn user_sessions(
     ))
 }
 
+crate::problems!(RevokeUserSessionsErrors: ApiError::UserNotFound);
+
 /// Forced logout everywhere: revokes every session of the user.
 #[utoipa::path(
     delete, path = "/admin/users/{id}/sessions", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)")),
     responses(
+        RevokeUserSessionsErrors,
         (status = 200, description = "How many sessions were revoked", body = Revoked),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke_user_sessions(
@@ -273,15 +270,15 @@ async fn revoke_user_sessions(
     }))
 }
 
+crate::problems!(RevokeSessionErrors: ApiError::SessionNotFound);
+
 /// Forced logout of one device.
 #[utoipa::path(
     delete, path = "/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id (UUID)")),
     responses(
+        RevokeSessionErrors,
         (status = 204, description = "Revoked"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`session_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke_session(

@@ -17,7 +17,7 @@ use crate::{
     domain::{ClientInfo, Email, NewPassword, Password},
     error::{ApiError, FieldError},
     factors::password,
-    http::{csrf::CsrfChecked, extract::Json, extractors::bearer_token, openapi::Problem},
+    http::{csrf::CsrfChecked, extract::Json, extractors::bearer_token},
     session::{self, Actor, Issued, login::Proof, revoke::Target},
     state::AppState,
     telemetry::metrics::outcome_of,
@@ -61,14 +61,14 @@ fn parse_credentials<P>(
     }
 }
 
+crate::problems!(RegisterErrors: ApiError::RegistrationClosed, ApiError::EmailTaken, ApiError::RateLimited { retry_after_secs: 1 });
+
 /// Create an account.
 #[utoipa::path(
     post, path = "/auth/register", tag = "auth", request_body = Credentials,
     responses(
+        RegisterErrors,
         (status = 201, description = "The new user", body = User),
-        (status = 403, description = "`registration_closed`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn register(
@@ -132,14 +132,15 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
+crate::problems!(LoginErrors: ApiError::InvalidCredentials, ApiError::UserDisabled, ApiError::RateLimited { retry_after_secs: 1 });
+
 /// Log in: an access token in the body, the refresh token in an HttpOnly cookie.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth", request_body = Credentials,
     responses(
+        LoginErrors,
         (status = 200, description = "Logged in", body = TokenBody,
          headers(("Set-Cookie" = String, description = "The refresh-token cookie"))),
-        (status = 401, description = "`invalid_credentials` or `user_disabled`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn login(
@@ -171,17 +172,15 @@ async fn try_login(
     Ok(token_response(state, issued))
 }
 
+crate::problems!(RefreshErrors: ApiError::RefreshTokenMissing, ApiError::RefreshTokenInvalid, ApiError::RefreshTokenReused, ApiError::SessionRevoked, ApiError::SessionExpired, ApiError::UserDisabled, ApiError::CsrfRejected, ApiError::RateLimited { retry_after_secs: 1 });
+
 /// Silent refresh: rotates the refresh cookie and issues a new access token.
 #[utoipa::path(
     post, path = "/auth/refresh", tag = "auth", security(("refresh_cookie" = [])),
     responses(
+        RefreshErrors,
         (status = 200, description = "Rotated", body = TokenBody,
          headers(("Set-Cookie" = String, description = "The successor refresh-token cookie"))),
-        (status = 401, description = "`refresh_token_missing`, `refresh_token_invalid`, `refresh_token_reused`, \
-            `session_revoked`, `session_expired` or `user_disabled`; clears the cookie unless none was sent",
-         body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`csrf_rejected`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` (see Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn refresh(
@@ -242,12 +241,14 @@ fn clear_cookie(state: &AppState, mut res: Response) -> Response {
     res
 }
 
+crate::problems!(LogoutErrors: ApiError::CsrfRejected);
+
 /// Ends the session of the refresh cookie (or, without one, of the Bearer token). Idempotent.
 #[utoipa::path(
     post, path = "/auth/logout", tag = "auth", security(("refresh_cookie" = []), ("bearer" = []), ()),
     responses(
+        LogoutErrors,
         (status = 204, description = "Logged out; the cookie is cleared"),
-        (status = 403, description = "`csrf_rejected`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn logout(

@@ -11,11 +11,8 @@ use uuid::Uuid;
 use crate::{
     db::{self, events::StoredEvent},
     error::ApiError,
+    http::extract::{Path, Query, parse_uuid},
     http::extractors::{AdminUser, AuthUser},
-    http::{
-        extract::{Path, Query, parse_uuid},
-        openapi::Problem,
-    },
     state::AppState,
 };
 
@@ -65,14 +62,15 @@ async fn page(state: &AppState, user_id: Uuid, page: Page) -> Result<EventPage, 
     })
 }
 
+crate::problems!(OwnEventsErrors: ApiError::Validation(vec![]));
+
 /// The caller's own account history. Events an admin caused (a forced logout, a disabled
 /// account, changed roles) say `actor: "admin"` without the admin's id, IP or user agent.
 #[utoipa::path(
     get, path = "/auth/events", tag = "sessions", security(("bearer" = [])), params(Page),
     responses(
+        OwnEventsErrors,
         (status = 200, description = "Events, newest first", body = EventPage),
-        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn own_events(
@@ -87,16 +85,15 @@ async fn own_events(
     Ok(axum::Json(page))
 }
 
+crate::problems!(UserEventsErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);
+
 /// A user's account history, with every actor's id, IP and user agent.
 #[utoipa::path(
     get, path = "/admin/users/{id}/events", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)"), Page),
     responses(
+        UserEventsErrors,
         (status = 200, description = "Events, newest first", body = EventPage),
-        (status = 400, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the caller lacks the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn user_events(

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     db,
     error::ApiError,
-    http::{auth::no_store, extract::parse_json, openapi::Problem},
+    http::{auth::no_store, extract::parse_json},
     state::AppState,
 };
 
@@ -86,6 +86,8 @@ fn unauthorized() -> Response {
     res
 }
 
+crate::problems!(IntrospectErrors: ApiError::Unauthorized, ApiError::NotFound);
+
 /// RFC 7662 token introspection for resource servers (authoritative revocation check).
 #[utoipa::path(
     post, path = "/auth/introspect", tag = "resource servers",
@@ -95,9 +97,8 @@ fn unauthorized() -> Response {
         (IntrospectRequest = "application/json"),
     )),
     responses(
+        IntrospectErrors,
         (status = 200, description = "Whether the token is active, and its claims if so", body = Introspection),
-        (status = 401, description = "`unauthorized`: missing or wrong client secret", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: introspection is not configured", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn introspect(

@@ -38,9 +38,10 @@ pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of everything served (what `/openapi.json` returns).
-pub fn openapi_document(metrics_on_main_listener: bool) -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = routes(metrics_on_main_listener).split_for_parts();
+pub fn openapi_document(config: &crate::config::Config) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = routes(config.metrics_bind.is_none()).split_for_parts();
     openapi::add_common_responses(&mut doc);
+    openapi::describe_refresh_cookie(&mut doc, config);
     doc
 }
 

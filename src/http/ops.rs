@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::ApiError,
-    http::openapi::{self, Problem, json_response},
+    http::openapi::{self, json_response},
     state::AppState,
     telemetry::metrics::Gauges,
 };
@@ -38,12 +38,14 @@ async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
+crate::problems!(ReadyzErrors: ApiError::Unavailable);
+
 /// Ready to serve: the database answers within a second.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
+        ReadyzErrors,
         (status = 200, body = Status),
-        (status = 503, description = "`unavailable`: the database does not answer", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
@@ -68,7 +70,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
 )]
 async fn openapi_json(State(state): State<AppState>) -> Response {
     let doc = state.openapi.get_or_init(|| {
-        let doc = crate::http::openapi_document(state.config.metrics_bind.is_none());
+        let doc = crate::http::openapi_document(&state.config);
         openapi::document(&doc).into()
     });
     json_response(doc)

@@ -21,7 +21,6 @@ use crate::{
     http::{
         extract::{Path, Query, parse_uuid},
         extractors::AuthUser,
-        openapi::Problem,
     },
     session::{self, Actor, revoke::Target},
     state::AppState,
@@ -115,13 +114,14 @@ pub async fn live_sessions(
     Ok(SessionList { sessions, next })
 }
 
+crate::problems!(ListSessionsErrors: ApiError::Validation(vec![]));
+
 /// The caller's live sessions, newest first.
 #[utoipa::path(
     get, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), params(PageQuery),
     responses(
+        ListSessionsErrors,
         (status = 200, description = "Live sessions; `current` marks the caller's", body = SessionList),
-        (status = 400, description = "`validation_failed` (limit or cursor)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list(
@@ -134,14 +134,15 @@ async fn list(
     ))
 }
 
+crate::problems!(RevokeOneErrors: ApiError::SessionNotFound);
+
 /// "Sign out that device". Revoking the current session also clears this browser's cookie.
 #[utoipa::path(
     delete, path = "/auth/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id (UUID)")),
     responses(
+        RevokeOneErrors,
         (status = 204, description = "Revoked"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`session_not_found` (unknown, or someone else's)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke_one(
@@ -188,13 +189,14 @@ struct ScopeQuery {
     scope: Scope,
 }
 
+crate::problems!(RevokeManyErrors: ApiError::Validation(vec![]));
+
 /// Sign out every device (`scope=all`, the default) or every other device (`scope=others`).
 #[utoipa::path(
     delete, path = "/auth/sessions", tag = "sessions", security(("bearer" = [])), params(ScopeQuery),
     responses(
+        RevokeManyErrors,
         (status = 200, description = "How many sessions were revoked", body = Revoked),
-        (status = 400, description = "`validation_failed` (unknown scope)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A Bearer failure", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke_many(

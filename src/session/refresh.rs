@@ -170,7 +170,7 @@ async fn one(
         db::sessions::inspect_token(&state.db, &hash, &successor_hash, config.refresh_grace)
             .await?
     else {
-        return Err(ApiError::RefreshTokenInvalid.into());
+        return Err(pruned_or_unknown(state, presented, client).await);
     };
     if s.session_revoked {
         return Err(ApiError::SessionRevoked.into());
@@ -198,18 +198,56 @@ async fn one(
         // (revoked or expired concurrently). Ask the client to try again from scratch.
         return Err(ApiError::RefreshTokenInvalid.into());
     }
-    // Rule 3: reuse. Revoke this one session; the user's other sessions are untouched.
-    let mut tx = state.db.begin().await?;
-    let (user, revoked) = revoke::revoke_in(
-        &mut tx,
-        revoke::Target::Session(s.session_id),
-        RevokeReason::RefreshTokenReused,
-    )
-    .await?;
-    let e = Event::new(EventKind::RefreshTokenReused, Some(user), client).session(s.session_id);
-    events::record(&mut *tx, &e).await?;
-    tx.commit().await?;
-    super::publish(state, RevokeReason::RefreshTokenReused, &revoked);
-    tracing::warn!(session_id = %s.session_id, "refresh token reuse detected; session revoked");
-    Err(ApiError::RefreshTokenReused.into())
+    // Rule 3: reuse.
+    Err(reused(state, s.session_id, client).await)
+}
+
+/// Rule 3: a superseded token came back. Revoke this one session (with its audit row, in one
+/// transaction); the user's other sessions are untouched.
+async fn reused(state: &AppState, session_id: Uuid, client: &ClientInfo) -> RefreshError {
+    let result = async {
+        let mut tx = state.db.begin().await?;
+        let (user, revoked) = revoke::revoke_in(
+            &mut tx,
+            revoke::Target::Session(session_id),
+            RevokeReason::RefreshTokenReused,
+        )
+        .await?;
+        let e = Event::new(EventKind::RefreshTokenReused, Some(user), client).session(session_id);
+        events::record(&mut *tx, &e).await?;
+        tx.commit().await?;
+        super::publish(state, RevokeReason::RefreshTokenReused, &revoked);
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::warn!(session_id = %session_id, "refresh token reuse detected; session revoked");
+            ApiError::RefreshTokenReused.into()
+        }
+        Err(e) => e.into(),
+    }
+}
+
+/// A well-formed token that is not stored: either never issued, or a superseded token whose
+/// row was pruned (`db::sessions::prune_used_tokens`). Its successors are derived, up to the
+/// next kept checkpoint; if one is stored, the token was superseded in that session: reuse.
+async fn pruned_or_unknown(
+    state: &AppState,
+    presented: &RefreshToken,
+    client: &ClientInfo,
+) -> RefreshError {
+    let mut hashes = Vec::with_capacity(db::sessions::CHECKPOINT_EVERY as usize);
+    let mut token = presented.clone();
+    for _ in 0..db::sessions::CHECKPOINT_EVERY {
+        token = state.successor_key.successor(&token);
+        hashes.push(token.hash().to_vec());
+    }
+    match db::sessions::session_of_descendant(&state.db, &hashes).await {
+        Ok(None) => ApiError::RefreshTokenInvalid.into(),
+        Ok(Some((_, true, _))) => ApiError::SessionRevoked.into(),
+        Ok(Some((_, _, true))) => ApiError::SessionExpired.into(),
+        Ok(Some((session_id, false, false))) => reused(state, session_id, client).await,
+        Err(e) => e.into(),
+    }
 }

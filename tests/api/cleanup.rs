@@ -73,3 +73,55 @@ async fn old_events_are_cleaned_up() {
         ["login_succeeded"]
     );
 }
+
+#[tokio::test]
+async fn superseded_refresh_tokens_are_pruned_and_still_detected_as_reuse() {
+    let app = spawn_app_with(|c| {
+        c.refresh_grace = Duration::ZERO;
+        c.rate_limit = false;
+    })
+    .await;
+    let first = app.signup_and_login("ann@example.test").await;
+    let mut chain = vec![first.refresh.clone()];
+    for _ in 0..70 {
+        let next = app.refresh(chain.last().unwrap()).await;
+        chain.push(next.refresh);
+    }
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM refresh_tokens")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 71);
+    let pruned = authd::app::cleanup::tokens_once(&app.db, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned, 68,
+        "all used tokens but the checkpoints (generations 0 and 64)"
+    );
+    assert_eq!(rows().await, 3);
+    // The current token still works, and a pruned superseded one is still reuse.
+    let current = app.refresh(chain.last().unwrap()).await;
+    assert_problem(
+        app.refresh_with(&chain[5]).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
+    assert_eq!(
+        app.revoked_reason(first.session_id).await.as_deref(),
+        Some("refresh_token_reused")
+    );
+    assert_problem(
+        app.refresh_with(&current.refresh).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    // A pruned token of a revoked session says so; a never-issued one is unknown.
+    assert_problem(app.refresh_with(&chain[63]).await, 401, "session_revoked").await;
+    let never = "A".repeat(43);
+    assert_problem(app.refresh_with(&never).await, 401, "refresh_token_invalid").await;
+}

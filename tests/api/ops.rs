@@ -157,3 +157,48 @@ async fn openapi_describes_every_endpoint() {
     );
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
+
+#[tokio::test]
+async fn the_openapi_document_follows_the_configuration_and_lists_generated_errors() {
+    let app = spawn_app_with(|c| c.cookie_name = "my_refresh".into()).await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["refresh_cookie"];
+    assert_eq!(scheme["in"], "cookie");
+    assert_eq!(scheme["name"], "my_refresh");
+    // Errors come from ApiError itself: each operation's own codes plus the shared ones.
+    let refresh_401 = doc["paths"]["/auth/refresh"]["post"]["responses"]["401"]["description"]
+        .as_str()
+        .unwrap();
+    for code in [
+        "refresh_token_reused",
+        "session_revoked",
+        "refresh_token_missing",
+    ] {
+        assert!(refresh_401.contains(code), "{refresh_401}");
+    }
+    let me_401 = doc["paths"]["/auth/me"]["get"]["responses"]["401"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        me_401.contains("token_expired") && me_401.contains("unauthorized"),
+        "{me_401}"
+    );
+    let admin_403 = &doc["paths"]["/admin/users"]["get"]["responses"]["403"]["description"];
+    assert_eq!(admin_403, "`forbidden`");
+    let password_401 = doc["paths"]["/auth/password"]["post"]["responses"]["401"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        password_401.starts_with("`invalid_credentials`"),
+        "{password_401}"
+    );
+    assert!(password_401.contains("session_revoked"), "{password_401}");
+}

@@ -7,7 +7,7 @@ WITH consumed AS (
       AND s.id = t.session_id AND s.revoked_at IS NULL
       AND s.expires_at > now() AND s.absolute_expires_at > now()
       AND u.id = s.user_id AND NOT u.disabled
-    RETURNING t.session_id
+    RETURNING t.session_id, t.generation
  ), touched AS (
     UPDATE sessions s
     SET last_used_at = now(),
@@ -18,8 +18,8 @@ WITH consumed AS (
     WHERE s.id = c.session_id AND s.revoked_at IS NULL
     RETURNING s.id, s.user_id, s.expires_at, s.absolute_expires_at
  ), successor AS (
-    INSERT INTO refresh_tokens (token_hash, session_id, parent_hash)
-    SELECT $2, id, $1 FROM touched
+    INSERT INTO refresh_tokens (token_hash, session_id, parent_hash, generation)
+    SELECT $2, t.id, $1, c.generation + 1 FROM touched t JOIN consumed c ON c.session_id = t.id
  )
  SELECT t.id AS session_id,
         floor(extract(epoch FROM t.expires_at - now()))::int8 AS max_age_secs,
