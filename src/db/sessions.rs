@@ -191,7 +191,7 @@ pub async fn inspect_token(
                 GREATEST(0, floor(extract(epoch FROM s.expires_at - COALESCE(t.used_at, now()))))::int8
                     AS max_age_secs,
                 floor(extract(epoch FROM s.absolute_expires_at))::int8 AS absolute_expires_unix,
-                u.id, u.email, u.roles, u.disabled, u.created_at
+                u.id, u.email, u.email_verified, u.roles, u.disabled, u.created_at
          FROM refresh_tokens t
          JOIN sessions s ON s.id = t.session_id
          JOIN users u ON u.id = s.user_id

@@ -21,6 +21,8 @@ pub enum InsertError {
 pub struct User {
     pub id: Uuid,
     pub email: String,
+    /// Whether the user proved they receive mail at `email`.
+    pub email_verified: bool,
     pub roles: Vec<String>,
     pub disabled: bool,
     #[serde(with = "time::serde::rfc3339")]
@@ -49,7 +51,7 @@ pub async fn insert(
 ) -> Result<User, InsertError> {
     let res = sqlx::query_as::<_, User>(
         "INSERT INTO users (id, email, password_hash, roles) VALUES ($1, $2, $3, $4)
-         RETURNING id, email, roles, disabled, created_at",
+         RETURNING id, email, email_verified, roles, disabled, created_at",
     )
     .bind(Uuid::new_v4())
     .bind(email.as_str())
@@ -70,7 +72,7 @@ pub async fn credentials_by_email(
     email: &Email,
 ) -> Result<Option<UserCredentials>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, email, roles, disabled, created_at, password_hash FROM users WHERE email = $1",
+        "SELECT id, email, email_verified, roles, disabled, created_at, password_hash FROM users WHERE email = $1",
     )
     .bind(email.as_str())
     .fetch_optional(db)
@@ -82,7 +84,7 @@ pub async fn credentials_by_id(
     id: Uuid,
 ) -> Result<Option<UserCredentials>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, email, roles, disabled, created_at, password_hash FROM users WHERE id = $1",
+        "SELECT id, email, email_verified, roles, disabled, created_at, password_hash FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
@@ -90,17 +92,21 @@ pub async fn credentials_by_id(
 }
 
 pub async fn by_id(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, email, roles, disabled, created_at FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(
+        "SELECT id, email, email_verified, roles, disabled, created_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as("SELECT id, email, roles, disabled, created_at FROM users WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(
+        "SELECT id, email, email_verified, roles, disabled, created_at FROM users WHERE email = $1",
+    )
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await
 }
 
 /// Newest first, for the admin listing.
@@ -110,7 +116,7 @@ pub async fn list(
     offset: i64,
 ) -> Result<Vec<User>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, email, roles, disabled, created_at FROM users
+        "SELECT id, email, email_verified, roles, disabled, created_at FROM users
          ORDER BY created_at DESC, id LIMIT $1 OFFSET $2",
     )
     .bind(limit)
@@ -173,7 +179,7 @@ pub async fn update(
          UPDATE users u SET disabled = COALESCE($2, u.disabled), roles = COALESCE($3, u.roles),
                             updated_at = now()
          FROM old WHERE u.id = old.id
-         RETURNING u.id, u.email, u.roles, u.disabled, u.created_at, old.roles AS old_roles",
+         RETURNING u.id, u.email, u.email_verified, u.roles, u.disabled, u.created_at, old.roles AS old_roles",
     )
     .bind(id)
     .bind(disabled)

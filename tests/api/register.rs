@@ -11,6 +11,10 @@ async fn register_returns_the_user_without_secrets() {
     assert_eq!(body["email"], "ann@example.test", "trimmed and lower-cased");
     assert_eq!(body["roles"], json!([]));
     assert_eq!(body["disabled"], false);
+    assert_eq!(
+        body["email_verified"], false,
+        "API.md: User has email_verified"
+    );
     assert!(body["id"].as_str().unwrap().parse::<uuid::Uuid>().is_ok());
     assert!(
         time::OffsetDateTime::parse(

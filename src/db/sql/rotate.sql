@@ -24,5 +24,5 @@ WITH consumed AS (
  SELECT t.id AS session_id,
         floor(extract(epoch FROM t.expires_at - now()))::int8 AS max_age_secs,
         floor(extract(epoch FROM t.absolute_expires_at))::int8 AS absolute_expires_unix,
-        u.id, u.email, u.roles, u.disabled, u.created_at
+        u.id, u.email, u.email_verified, u.roles, u.disabled, u.created_at
  FROM touched t JOIN users u ON u.id = t.user_id
