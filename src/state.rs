@@ -59,9 +59,10 @@ pub struct Shared {
 
 impl AppState {
     /// After sessions were revoked (committed): deny their tokens here at once (other instances
-    /// learn through NOTIFY) and count them.
+    /// learn through NOTIFY) and count them. Until the caller passes each session's
+    /// `access_expires_at` to `revocations.insert`, the entries wait for it (NOTIFY or database).
     pub fn record_revoked(&self, reason: RevokeReason, sessions: &[uuid::Uuid]) {
-        self.revocations.insert(sessions.iter().copied());
+        self.revocations.insert_pending(sessions.iter().copied());
         self.metrics.revoked(reason, sessions.len());
     }
 
