@@ -282,9 +282,11 @@ async fn deleted_users_and_sessions_are_denied_everywhere_and_after_any_reload()
     for t in [&ann, &bob, &carol] {
         assert_eq!(b.me_status(&t.access).await, 200);
     }
+    let ann_id = a.user_id("ann@example.test").await;
+    assert!(b.state.users.get(ann_id).is_some(), "cached by /auth/me");
     // Account deletion (cascading to the sessions) and a manual DELETE of one session row.
     sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(a.user_id("ann@example.test").await)
+        .bind(ann_id)
         .execute(&a.db)
         .await
         .unwrap();
@@ -303,6 +305,7 @@ async fn deleted_users_and_sessions_are_denied_everywhere_and_after_any_reload()
             assert!(app.state.revocations.contains(t.session_id));
         }
         assert_eq!(app.me_status(&carol.access).await, 200);
+        assert!(app.state.users.get(ann_id).is_none(), "nor cached any more");
     }
     let introspected: serde_json::Value = a
         .client
