@@ -1,4 +1,7 @@
-//! Background tasks that keep every instance in step with the database:
+//! Background tasks that keep every instance in step with the database. Their part in the
+//! revocation invariant (see [`crate::live`]: a revoked or deleted session's tokens are rejected
+//! everywhere within 1 s): deliver every revocation to the deny-list, with the time its tokens
+//! die, and tell the list how recently it was known to be complete.
 //! - the NOTIFY listener (revocations, key changes, user changes, our heartbeat). After every
 //!   (re)connect it LISTENs first, then reloads the deny-list, and only then trusts it, so
 //!   nothing revoked in between is missed;
@@ -7,7 +10,7 @@
 //!   applied (Postgres delivers in commit order), and the deny-list is trusted for
 //!   [`TRUST_FOR`](super::denylist::TRUST_FOR) after the send time. A silently stalled
 //!   connection therefore makes checks fall back to the database within that bound, and the
-//!   listener is rebuilt after [`LISTENER_STALE`];
+//!   listener is rebuilt after `LISTENER_STALE` (3 s);
 //! - the key reloader (on NOTIFY, when a retired key's tokens have all expired, and hourly);
 //! - deny-list housekeeping: dropping entries whose tokens are all dead, and reading the expiry
 //!   of entries that arrived without one.

@@ -411,3 +411,26 @@ async fn a_silently_stalled_listener_is_distrusted_within_half_a_second() {
     assert_eq!(a.me_status(&laptop.access).await, 200);
     assert_eq!(a.state.revocations.fallbacks(), fallbacks, "from memory");
 }
+
+#[tokio::test]
+async fn truncating_the_sessions_table_denies_every_token_too() {
+    let app = spawn_app().await;
+    wait_live(&app).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    assert_eq!(app.me_status(&t.access).await, 200);
+    sqlx::query("TRUNCATE sessions CASCADE")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let denied = eventually(Duration::from_secs(1), || async {
+        app.me_status(&t.access).await == 401
+    })
+    .await;
+    assert!(denied);
+    assert!(app.state.revocations.contains(t.session_id));
+    let tombstones: i64 = sqlx::query_scalar("SELECT count(*) FROM session_tombstones")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(tombstones, 1);
+}
