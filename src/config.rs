@@ -159,7 +159,8 @@ pub struct Config {
     #[arg(long, env = "AUTHD_CLEANUP_INTERVAL", value_name = "AUTHD_CLEANUP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
     pub cleanup_interval: Duration,
 
-    /// How long ended sessions are kept (visible to admins) before cleanup deletes them.
+    /// How long ended sessions are kept (visible to admins) before cleanup deletes them; never
+    /// before their last access token has expired, however short this is.
     #[arg(long, env = "AUTHD_CLEANUP_RETENTION", value_name = "AUTHD_CLEANUP_RETENTION", default_value = "1d", value_parser = parse_duration, global = true)]
     pub cleanup_retention: Duration,
 

@@ -60,9 +60,10 @@ pub struct Shared {
 
 impl AppState {
     /// After sessions were revoked (committed): deny their tokens here at once (other instances
-    /// learn through NOTIFY) and count them.
+    /// learn through NOTIFY) and count them: each is denied until its last access token expires.
     pub fn record_revoked(&self, reason: RevokeReason, sessions: &[RevokedSession]) {
-        self.revocations.insert(sessions.iter().map(|s| s.id));
+        self.revocations
+            .insert(sessions.iter().map(|s| (s.id, s.tokens_until)));
         self.metrics.revoked(reason, sessions.len());
     }
 

@@ -1,18 +1,30 @@
-//! Periodic deletion of ended sessions and old audit events, in small batches so no statement
-//! holds locks for long.
+//! Periodic deletion of ended sessions, dead tombstones and old audit events, in small batches
+//! so no statement holds locks for long.
+//!
+//! Part of the revocation invariant (see `live`): a session is deleted only once every access
+//! token it ever had is dead, however short AUTHD_CLEANUP_RETENTION is, because a reconnecting
+//! listener reloads revocations from these rows.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::db;
+use crate::{db, live::denylist::KEEP_AFTER_ACCESS_EXPIRY};
 
 /// Rows deleted per statement (a session cascades to its refresh tokens).
 pub const BATCH: i64 = 200;
 
-/// Deletes every session that ended more than `retention` ago. Returns how many.
+/// Deletes every session that ended (revoked or idle-expired) more than `retention` ago and
+/// whose access tokens have all expired (`access_expires_at` + [`KEEP_AFTER_ACCESS_EXPIRY`]
+/// passed). Returns how many.
 pub async fn run_once(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
-    batched(|| db::sessions::delete_ended(db, retention, BATCH)).await
+    batched(|| db::revocations::delete_ended(db, retention, KEEP_AFTER_ACCESS_EXPIRY, BATCH)).await
+}
+
+/// Deletes the tombstones of deleted sessions whose access tokens have all expired. Returns how
+/// many.
+pub async fn tombstones_once(db: &PgPool) -> Result<u64, sqlx::Error> {
+    batched(|| db::revocations::delete_dead_tombstones(db, KEEP_AFTER_ACCESS_EXPIRY, BATCH)).await
 }
 
 /// Prunes used refresh tokens older than `keep` (see `db::sessions::prune_used_tokens`).
@@ -62,6 +74,11 @@ pub async fn run_forever(
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "superseded refresh tokens pruned"),
             Err(e) => tracing::warn!(error = %e, "refresh token pruning failed"),
+        }
+        match tombstones_once(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "dead session tombstones cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "tombstone cleanup failed"),
         }
         match events_once(&db, audit_retention).await {
             Ok(0) => {}

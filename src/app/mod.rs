@@ -19,12 +19,7 @@ use crate::{
     http,
     live::{self, denylist::Revocations, users::UserCache},
     state::{AppState, Shared},
-    tokens::{
-        cookies::CookieSettings,
-        jwt::Jwt,
-        keys::{load_keys, token_lifetime},
-        refresh::SuccessorKey,
-    },
+    tokens::{cookies::CookieSettings, jwt::Jwt, keys::load_keys, refresh::SuccessorKey},
 };
 use ratelimit::RateLimits;
 
@@ -108,7 +103,7 @@ impl Application {
             successor_key: Arc::new(SuccessorKey::new(&secret)),
             cookies: Arc::new(CookieSettings::from_config(&config)),
             rate_limits: config.rate_limit.then(|| Arc::new(RateLimits::new())),
-            revocations: Arc::new(Revocations::new(token_lifetime(&config))),
+            revocations: Arc::new(Revocations::new()),
             users: Arc::new(UserCache::default()),
             keys_changed: Arc::new(tokio::sync::Notify::new()),
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod keys;
+pub mod revocations;
 pub mod sessions;
 pub mod users;
 

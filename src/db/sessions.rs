@@ -320,7 +320,7 @@ pub async fn revoke_one(
             RETURNING s.id, s.access_expires_at
          )
          SELECT target.user_id, changed.id,
-                COALESCE(floor(extract(epoch FROM changed.access_expires_at))::int8, 0)
+                COALESCE(ceil(extract(epoch FROM changed.access_expires_at))::int8, 0)
          FROM target LEFT JOIN changed ON changed.id = target.id",
     )
     .bind(session_id)
@@ -350,7 +350,7 @@ pub async fn revoke_all(
     sqlx::query_as(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
          WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
-         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
+         RETURNING id, user_id, ceil(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
     )
     .bind(user_id)
     .bind(keep)
@@ -368,7 +368,7 @@ pub async fn revoke_ids(
     sqlx::query_as(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
          WHERE id = ANY($1) AND revoked_at IS NULL
-         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
+         RETURNING id, user_id, ceil(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
     )
     .bind(ids)
     .bind(reason.as_str())
@@ -392,7 +392,7 @@ pub async fn revoke_beyond(
             ORDER BY last_used_at DESC, created_at DESC, id
             OFFSET $2
          ) AND revoked_at IS NULL
-         RETURNING id, user_id, floor(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
+         RETURNING id, user_id, ceil(extract(epoch FROM access_expires_at))::int8 AS tokens_until",
     )
     .bind(user_id)
     .bind(keep)
@@ -440,52 +440,4 @@ pub async fn count_live(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
     )
     .fetch_one(db)
     .await
-}
-
-/// Whether a session is revoked (unknown sessions count as revoked).
-pub async fn is_revoked(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool, sqlx::Error> {
-    let live: Option<bool> =
-        sqlx::query_scalar("SELECT revoked_at IS NULL FROM sessions WHERE id = $1")
-            .bind(session_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(live != Some(true))
-}
-
-/// Sessions revoked within `window`, with the unix time of their revocation.
-pub async fn revoked_since(
-    db: impl PgExecutor<'_>,
-    window: Duration,
-) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, extract(epoch FROM revoked_at)::int8 FROM sessions
-         WHERE revoked_at > now() - make_interval(secs => $1)",
-    )
-    .bind(secs(window))
-    .fetch_all(db)
-    .await
-}
-
-/// Deletes up to `batch` sessions (and, by cascade, their refresh tokens) that ended — revoked or
-/// past their idle expiry — more than `retention` ago. Short transactions; concurrent cleaners
-/// skip each other's rows. Returns how many were deleted.
-pub async fn delete_ended(
-    db: impl PgExecutor<'_>,
-    retention: Duration,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "DELETE FROM sessions WHERE id IN (
-            SELECT id FROM sessions
-            WHERE expires_at < now() - make_interval(secs => $1)
-               OR revoked_at < now() - make_interval(secs => $1)
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED
-         )",
-    )
-    .bind(secs(retention))
-    .bind(batch)
-    .execute(db)
-    .await?;
-    Ok(r.rows_affected())
 }

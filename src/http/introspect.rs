@@ -131,8 +131,9 @@ async fn introspect(
     };
     let mut answer = Introspection::default();
     if let Ok(claims) = state.jwt.verify(&request.token) {
-        // Authoritative: straight from the database, not the in-memory list.
-        if !db::sessions::is_revoked(&state.db, claims.sid).await? {
+        // Authoritative: straight from the database, not the in-memory list. Revoked, deleted
+        // (tombstoned) and unknown sessions are inactive.
+        if !db::revocations::is_revoked(&state.db, claims.sid).await? {
             answer = Introspection {
                 active: true,
                 scope: Some(claims.roles.join(" ")),

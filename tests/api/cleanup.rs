@@ -1,7 +1,9 @@
-//! The cleanup task: ended sessions and old audit events, in batches.
+//! The cleanup task: ended sessions, dead tombstones and old audit events, in batches — never a
+//! row a live access token still needs, whatever the retention.
 
 use std::time::Duration;
 
+use authd::app::cleanup;
 use uuid::Uuid;
 
 use crate::{audit::kinds, helpers::*};
@@ -21,12 +23,13 @@ async fn cleanup_deletes_ended_sessions_in_batches_and_nothing_else() {
         .execute(&app.db)
         .await
         .unwrap();
-    // Two ended long ago (revoked / idle-expired), one expired long ago without a revocation.
+    // Ended long ago (one revoked, two idle- and absolutely expired), their last access tokens
+    // long dead.
     for (i, t) in ended.iter().enumerate() {
         let sql = if i == 0 {
-            "UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE id = $1"
+            "UPDATE sessions SET revoked_at = now() - interval '2 days', access_expires_at = now() - interval '2 days' WHERE id = $1"
         } else {
-            "UPDATE sessions SET created_at = now() - interval '40 days', expires_at = now() - interval '2 days', absolute_expires_at = now() - interval '1 day' WHERE id = $1"
+            "UPDATE sessions SET created_at = now() - interval '40 days', expires_at = now() - interval '2 days', absolute_expires_at = now() - interval '1 day', access_expires_at = now() - interval '1 day' WHERE id = $1"
         };
         sqlx::query(sql)
             .bind(t.session_id)
@@ -34,7 +37,7 @@ async fn cleanup_deletes_ended_sessions_in_batches_and_nothing_else() {
             .await
             .unwrap();
     }
-    let deleted = authd::app::cleanup::run_once(&app.db, Duration::from_secs(86_400))
+    let deleted = cleanup::run_once(&app.db, Duration::from_secs(86_400))
         .await
         .unwrap();
     assert_eq!(deleted, 3);
@@ -64,13 +67,116 @@ async fn old_events_are_cleaned_up() {
     .execute(&app.db)
     .await
     .unwrap();
-    let n = authd::app::cleanup::events_once(&app.db, Duration::from_secs(90 * 86_400))
+    let n = cleanup::events_once(&app.db, Duration::from_secs(90 * 86_400))
         .await
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(
         kinds(&app, "/auth/events", &t.access).await,
         ["login_succeeded"]
+    );
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_short_retention_never_deletes_a_session_whose_tokens_are_alive() {
+    let app = spawn_app().await;
+    wait_live(&app).await;
+    let revoked = app.signup_and_login("ann@example.test").await;
+    let idle = app.login("ann@example.test").await;
+    let res = app
+        .delete(
+            &format!("/auth/sessions/{}", revoked.session_id),
+            &idle.access,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    // Revoked two days ago / idle-expired two days ago, but their 15 min access tokens were
+    // issued just now: a retention of one second must not delete them.
+    sqlx::query("UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE id = $1")
+        .bind(revoked.session_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '2 days' WHERE id = $1")
+        .bind(idle.session_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        cleanup::run_once(&app.db, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM sessions").await, 2);
+
+    // So an instance that (re)loads its deny-list still rejects the revoked session's token.
+    let fresh = spawn_on_same_db(&app, |_| {}).await;
+    wait_live(&fresh).await;
+    let fallbacks = fresh.state.revocations.fallbacks();
+    assert_problem(
+        fresh.get("/auth/me", &revoked.access).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    assert_eq!(fresh.me_status(&idle.access).await, 200);
+    assert_eq!(
+        fresh.state.revocations.fallbacks(),
+        fallbacks,
+        "from memory"
+    );
+
+    // Once the tokens are dead, both go, without leaving tombstones.
+    sqlx::query("UPDATE sessions SET access_expires_at = now() - interval '2 minutes'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        cleanup::run_once(&app.db, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM session_tombstones").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn tombstones_of_deleted_sessions_are_purged_once_their_tokens_are_dead() {
+    let app = spawn_app().await;
+    for email in ["ann@example.test", "bob@example.test"] {
+        app.signup_and_login(email).await;
+    }
+    app.login("bob@example.test").await;
+    sqlx::query("DELETE FROM users WHERE email = 'bob@example.test'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM session_tombstones").await,
+        2
+    );
+    assert_eq!(
+        cleanup::tombstones_once(&app.db).await.unwrap(),
+        0,
+        "tokens alive"
+    );
+    sqlx::query("UPDATE session_tombstones SET access_expires_at = now() - interval '1 minute'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(cleanup::tombstones_once(&app.db).await.unwrap(), 2);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM sessions").await,
+        1,
+        "ann's"
     );
 }
 
