@@ -130,11 +130,11 @@ fn token_response(
     user: User,
     cookie: HeaderValue,
 ) -> Result<Response, ApiError> {
-    let access_token = state.jwt.sign(user.id, session_id, &user.roles)?;
+    let (access_token, expires_in) = state.jwt.sign(user.id, session_id, &user.roles, i64::MAX)?;
     let body = TokenBody {
         access_token,
         token_type: "Bearer",
-        expires_in: state.jwt.ttl().as_secs(),
+        expires_in,
         session_id,
         user,
     };
