@@ -67,8 +67,8 @@ impl StoredKey {
 
 /// The keys an instance needs right now.
 pub struct ActiveKeys {
-    /// The key that signs now (activated last, not revoked); `None` only if no key has
-    /// activated yet.
+    /// The key that signs now (activated last, not revoked); `None` only if there is none
+    /// (no key activated yet, or the last one was revoked by hand without a replacement).
     pub signing: Option<StoredKey>,
     /// Every unrevoked key whose tokens may be valid now or soon: pending, signing, and retired
     /// less than `token_lifetime` ago; latest activation first.

@@ -308,7 +308,7 @@ impl Jwt {
         header.kid = Some(signer.kid.clone());
         let token =
             jsonwebtoken::encode(&header, &claims, &signer.key).map_err(ApiError::internal)?;
-        Ok((token, u64::try_from(exp - now).unwrap_or(0)))
+        Ok((token, u64::try_from(exp.saturating_sub(now)).unwrap_or(0)))
     }
 
     /// Whether the token names a `kid` this instance does not know (it may be newer than our
@@ -487,6 +487,13 @@ mod tests {
         let claims = jwt.verify(&token).unwrap();
         assert_eq!(claims.exp, not_after);
         assert!((9..=10).contains(&expires_in), "{expires_in}");
+        let (_, expires_in) = jwt
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MIN)
+            .unwrap();
+        assert_eq!(
+            expires_in, 0,
+            "a cap in the past gives a token that is born expired"
+        );
     }
 
     #[test]
