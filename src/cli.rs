@@ -73,8 +73,26 @@ pub enum SessionsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Generate a new signing key; the old one stays in the JWKS until its tokens expire.
-    Rotate,
+    /// Generate a new signing key. It is published in the JWKS at once and signs once cached
+    /// copies of the JWKS have expired (about 5 minutes later); older keys stay published until
+    /// their tokens expire.
+    Rotate {
+        /// Sign with the new key at once (an emergency, e.g. after `keys revoke`): resource
+        /// servers holding a cached JWKS reject its tokens until they refetch.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Revoke a key at once: every instance drops it from the JWKS and rejects its tokens
+    /// (`invalid_token`; clients recover with a refresh). A revoked signing key is first
+    /// replaced by a new key, which signs at once.
+    Revoke {
+        /// The key's id (`kid`), as `keys list` shows it.
+        #[arg(long)]
+        kid: String,
+    },
+    /// List every key, one line each: kid, algorithm, created, state (pending, signing,
+    /// retired, revoked).
+    List,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -167,14 +185,83 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("revoked {} session(s) of {email}", revoked.len());
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate) => {
+        Command::Keys(command) => {
             let pool = app::prepare_database(&config).await?;
+            keys_command(&pool, command).await
+        }
+    }
+}
+
+async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
+    use db::keys::{KeyRevocation, KeyState};
+    match command {
+        KeysCommand::Rotate { now } => {
+            let file_only = db::keys::list(pool)
+                .await?
+                .iter()
+                .any(|k| k.state == KeyState::Signing && k.file_only);
             let key = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
-            db::keys::install(&pool, &key).await?;
-            println!(
-                "new signing key {}; previous keys stay published until their tokens expire",
-                key.kid
-            );
+            let delay = if now {
+                std::time::Duration::ZERO
+            } else {
+                crate::tokens::keys::activation_delay()
+            };
+            let activates_at = db::keys::rotate(pool, &key, delay).await?;
+            if now {
+                println!(
+                    "new signing key {} signs now; older keys stay published until their tokens \
+                     expire",
+                    key.kid
+                );
+            } else {
+                println!(
+                    "new signing key {}: published now, signs from {} (once cached copies of the \
+                     JWKS have expired); older keys stay published until their tokens expire",
+                    key.kid,
+                    rfc3339(activates_at)
+                );
+            }
+            if file_only {
+                eprintln!(
+                    "note: the current signing key comes from AUTHD_SIGNING_KEY_FILE; an instance \
+                     started with that file makes it the signing key again"
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { kid } => {
+            let replacement = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
+            match db::keys::revoke(pool, &kid, &replacement).await? {
+                KeyRevocation::NotFound => bail!("no key with kid {kid} (see `authd keys list`)"),
+                KeyRevocation::AlreadyRevoked => println!("key {kid} was already revoked"),
+                KeyRevocation::Revoked { replaced_by } => {
+                    println!(
+                        "revoked key {kid}: no instance publishes it or accepts its tokens any more"
+                    );
+                    if let Some(new) = replaced_by {
+                        println!("it was the signing key: new signing key {new} signs now");
+                    }
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::List => {
+            for k in db::keys::list(pool).await? {
+                let mut line = format!(
+                    "{}  {}  {}  {}",
+                    k.kid,
+                    k.alg,
+                    rfc3339(k.created_at),
+                    k.state.as_str()
+                );
+                if k.state == KeyState::Pending {
+                    line.push_str(&format!(" (signs from {})", rfc3339(k.activates_at)));
+                }
+                if k.file_only {
+                    line.push_str(" (private key only in AUTHD_SIGNING_KEY_FILE)");
+                }
+                println!("{line}");
+            }
             Ok(())
         }
     }
@@ -200,6 +287,16 @@ async fn count_revoked(
     .bind(reason.as_str())
     .fetch_one(pool)
     .await?)
+}
+
+/// `2026-11-30T12:00:00Z`: whole seconds, UTC.
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    let at = at
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 /// Events from the CLI have no client address; `detail.via` says where they came from.

@@ -52,8 +52,10 @@ export interface AuthClient {
 
   /**
    * `fetch` with the access token attached to requests for baseUrl's origin and `apiOrigins`.
-   * Refreshes ahead of expiry, retries once after a 401 `token_expired`, and resolves to the
-   * 401 response once the session has ended. Rejects like `fetch` on a network failure, and with
+   * Refreshes ahead of expiry; after a 401 `token_expired` or `invalid_token` (a signing key
+   * was rotated or revoked) it refreshes and retries once, resolving to the retry's response
+   * (a 401 from the retry is returned without ending the session). Resolves to the 401
+   * response once the session has ended. Rejects like `fetch` on a network failure, and with
    * an AuthError when the token has expired and cannot be refreshed right now (offline, 5xx);
    * the session stays and is refreshed again in the background.
    */

@@ -8,6 +8,9 @@
 
 /** Problem codes of a Bearer request that mean the session is over. */
 const SESSION_OVER = new Set(["session_revoked", "session_expired", "user_disabled"]);
+/** Problem codes of a Bearer request that a refresh may cure: the token expired, or its key is
+ * gone (rotated or revoked, an authd restarted with new keys). */
+const REFRESH_AND_RETRY = new Set(["token_expired", "invalid_token"]);
 /** A refresh that has not answered after this long is abandoned (and retried, see below). */
 const REFRESH_TIMEOUT_MS = 8_000;
 /** Retry delays after a failed refresh: 0.5 s, 1 s, 2 s, ... up to 30 s. The first retries come
@@ -222,16 +225,27 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
       };
       let used = await currentToken();
       let res = await send(used);
-      if (res.status !== 401 || !used) return res;
+      if (!used) return res;
+      if (res.status !== 401) {
+        used.unproven = false;
+        return res;
+      }
       let code = await problemCode(res);
-      if (code === "token_expired") {
+      // A token fresh from a refresh that invalid_token prompted, rejected the same way before it
+      // was ever accepted: another refresh would not help, and would cost one per request.
+      const futile = code === "invalid_token" && used.unproven;
+      if (REFRESH_AND_RETRY.has(code) && !futile) {
         if (session === used) await refresh().catch(() => {});
         if (session && session !== used) {
+          if (code === "invalid_token") session.unproven ??= true;
           used = session;
           res = await send(used);
           code = res.status === 401 ? await problemCode(res) : null;
+          if (res.status !== 401) used.unproven = false;
         }
       }
+      // A 401 that outlived the retry goes back to the app; only these codes (or a failed
+      // refresh, above) end the session.
       if (SESSION_OVER.has(code) && session?.id === used.id) end(code);
       return res;
     },

@@ -16,8 +16,8 @@
 //!    and give the roles back unless it is longer than verify's 4096-byte limit.
 //!
 //! Properties: no panic; `verify` accepts only EdDSA, `typ` at+jwt, our kid, no `crit`, our
-//! `iss`/`aud`, unexpired (with the leeway) tokens of at most 4096 bytes; a token that verifies
-//! never has an unknown kid.
+//! `iss`/`aud`, unexpired (with the leeway) tokens of at most 4096 bytes, issued not in the future
+//! and living at most the TTL (`exp - iat`); a token that verifies never has an unknown kid.
 
 #![no_main]
 
@@ -65,7 +65,7 @@ static FX: LazyLock<Fixture> = LazyLock::new(|| {
         .expect("default config")
         .config;
     let key = KeyMaterial::generate().expect("generate key");
-    let set = KeySet::new(&key, std::slice::from_ref(&key));
+    let set = KeySet::new(Some(&key), &[]);
     let jwt = Jwt::new(set, &config.issuer.url, &config.audience, config.access_ttl);
     let enc = EncodingKey::from_ed_der(&key.private_der);
     Fixture {
@@ -184,7 +184,7 @@ fn any_json(u: &mut Unstructured, depth: u32) -> AResult<Value> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TimeKind {
-    /// Well in the future: a valid `exp`.
+    /// Well in the future, but within the default TTL (15 min): a valid `exp`.
     Future,
     /// Well in the past: a valid `nbf`.
     Past,
@@ -202,7 +202,7 @@ enum TimeKind {
 fn time_claim(u: &mut Unstructured, now: i64) -> AResult<(Option<Value>, TimeKind)> {
     let leeway = LEEWAY_SECS as i64;
     Ok(match u.int_in_range(0..=7)? {
-        0 => (Some(json!(now + 3600)), TimeKind::Future),
+        0 => (Some(json!(now + 600)), TimeKind::Future),
         1 => (Some(json!(now - 3600)), TimeKind::Past),
         2 => {
             let off = u.int_in_range(-(leeway + 3)..=(leeway + 3))?;
@@ -316,9 +316,14 @@ fn template(u: &mut Unstructured) -> AResult<()> {
         kind,
         TimeKind::Future | TimeKind::Past | TimeKind::NearBoundary | TimeKind::AnyI64
     );
+    let iat_secs = iat.as_ref().and_then(Value::as_i64);
     put(&mut claims, "iat", iat);
     let (exp, kind) = time_claim(u, now)?;
     valid &= kind == TimeKind::Future;
+    // The lifetime bound: issued not after now (clear of the leeway), living at most the TTL.
+    let ttl = fx.jwt.ttl().as_secs() as i64;
+    valid &= matches!((iat_secs, exp.as_ref().and_then(Value::as_i64)),
+        (Some(i), Some(e)) if i <= now && e.saturating_sub(i) <= ttl);
     put(&mut claims, "exp", exp);
     let (nbf, kind) = time_claim(u, now)?;
     valid &= matches!(kind, TimeKind::Past | TimeKind::Missing);
@@ -365,7 +370,7 @@ fn sign_round_trip(rest: &[u8]) {
             .collect()
     };
     let (sub, sid) = (Uuid::new_v4(), Uuid::new_v4());
-    let token = FX.jwt.sign(sub, sid, &roles).expect("sign");
+    let (token, _) = FX.jwt.sign(sub, sid, &roles, i64::MAX).expect("sign");
     match check(&token) {
         Some(c) => assert_eq!((c.sub, c.sid, c.roles), (sub, sid, roles)),
         None => assert!(
@@ -408,6 +413,13 @@ fn check(token: &str) -> Option<AccessClaims> {
     assert!(
         claims.exp.saturating_add(leeway + 1) >= now,
         "expired token accepted: exp {} now {now}",
+        claims.exp
+    );
+    assert!(
+        claims.iat <= now + leeway + 1
+            && claims.exp.saturating_sub(claims.iat) <= fx.jwt.ttl().as_secs() as i64,
+        "token issued in the future or living longer than the TTL accepted: iat {} exp {}",
+        claims.iat,
         claims.exp
     );
     if let Some(nbf) = claims.nbf {

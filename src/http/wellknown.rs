@@ -15,9 +15,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(jwks))
 }
 
-/// Short enough that a resource server sees a rotated key within minutes even without
-/// refetching on an unknown `kid`.
-const JWKS_MAX_AGE: &str = "public, max-age=300";
+/// `tokens::keys::JWKS_MAX_AGE`: short enough that a resource server sees a new key within
+/// minutes even without refetching on an unknown `kid`; a rotated key signs only after it.
+const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 
 /// An Ed25519 public key (RFC 8037).
 #[derive(Serialize, ToSchema)]
@@ -41,7 +41,8 @@ struct Jwk {
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 struct JwkSet {
-    /// The signing key first, then keys whose tokens may still be valid.
+    /// The signing key first, then a rotated key that will sign soon (published ahead), then
+    /// keys whose tokens may still be valid. A revoked key is never listed.
     keys: Vec<Jwk>,
 }
 
@@ -60,7 +61,21 @@ async fn jwks(State(state): State<AppState>) -> Response {
     );
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(JWKS_MAX_AGE),
+        HeaderValue::from_static(JWKS_CACHE_CONTROL),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cache_lifetime_is_the_one_rotation_waits_for() {
+        assert_eq!(
+            super::JWKS_CACHE_CONTROL,
+            format!(
+                "public, max-age={}",
+                crate::tokens::keys::JWKS_MAX_AGE.as_secs()
+            )
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! Access tokens: EdDSA JWTs in the RFC 9068 profile. Signing, verification and the JWKS.
 //!
 //! Verification pins the algorithm to EdDSA, requires `typ: at+jwt`, a known `kid`, rejects any
-//! `crit`, checks `iss`, `aud`, `exp` and (when present) `nbf` with a small leeway, and takes keys
-//! only from authd's own key set (`jku`, `jwk`, `x5u` headers are never looked at). Revocation is
-//! checked by the caller (the `AuthUser` extractor).
+//! `crit`, checks `iss`, `aud`, `exp` and (when present) `nbf` with a small leeway, bounds the
+//! lifetime (`iat` required, not in the future, `exp - iat` at most AUTHD_ACCESS_TTL), and takes
+//! keys only from authd's own key set (`jku`, `jwk`, `x5u` headers are never looked at).
+//! Revocation is checked by the caller (the `AuthUser` extractor).
 
 use std::{
     collections::HashMap,
@@ -44,7 +45,16 @@ pub struct AccessClaims {
     pub roles: Vec<String>,
 }
 
-/// One Ed25519 key as stored in the database.
+/// A published Ed25519 key: what verifies its tokens and goes into the JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// RFC 7638 JWK thumbprint of the key.
+    pub kid: String,
+    /// Raw 32-byte public key.
+    pub public_key: Vec<u8>,
+}
+
+/// One Ed25519 key pair (a generated key, or one from AUTHD_SIGNING_KEY_FILE).
 #[derive(Clone)]
 pub struct KeyMaterial {
     pub kid: String,
@@ -88,6 +98,14 @@ impl KeyMaterial {
         })
     }
 
+    /// Its public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey {
+            kid: self.kid.clone(),
+            public_key: self.public_key.clone(),
+        }
+    }
+
     /// A key from a PEM file's contents (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pem(pem_text: &str) -> Result<Self, String> {
         let parsed = pem::parse(pem_text).map_err(|e| format!("not a PEM file: {e}"))?;
@@ -113,13 +131,19 @@ fn thumbprint(public_key: &[u8]) -> String {
     ))
 }
 
-/// The keys one instance currently uses: one to sign with, all published ones to verify with,
-/// and the JWKS document, serialized once.
+/// The keys one instance currently uses: one to sign with (if it holds one), all published ones
+/// to verify with, the JWKS document (serialized once), and the key only this process holds
+/// (AUTHD_SIGNING_KEY_FILE), kept across reloads.
 pub struct KeySet {
-    signing_kid: String,
-    signing: EncodingKey,
+    signer: Option<Signer>,
     verifying: HashMap<String, DecodingKey>,
     jwks: Arc<[u8]>,
+    file_key: Option<KeyMaterial>,
+}
+
+struct Signer {
+    kid: String,
+    key: EncodingKey,
 }
 
 #[derive(Serialize)]
@@ -134,18 +158,21 @@ struct Jwk<'a> {
 }
 
 impl KeySet {
-    /// `signing` signs; `published` (which should include it) are accepted and listed.
-    pub fn new(signing: &KeyMaterial, published: &[KeyMaterial]) -> Self {
-        let mut verifying: HashMap<String, DecodingKey> = published
+    /// `signing` signs (`None`: this instance cannot sign, [`Jwt::sign`] fails); it and
+    /// `published` are accepted and listed in the JWKS, `signing` first, then `published` in
+    /// the given order.
+    pub fn new(signing: Option<&KeyMaterial>, published: &[PublicKey]) -> Self {
+        let mut keys: Vec<PublicKey> = signing.map(KeyMaterial::public).into_iter().collect();
+        keys.extend(
+            published
+                .iter()
+                .filter(|k| signing.is_none_or(|s| s.kid != k.kid))
+                .cloned(),
+        );
+        let verifying = keys
             .iter()
             .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public_key)))
             .collect();
-        verifying.insert(
-            signing.kid.clone(),
-            DecodingKey::from_ed_der(&signing.public_key),
-        );
-        let mut keys: Vec<&KeyMaterial> = vec![signing];
-        keys.extend(published.iter().filter(|k| k.kid != signing.kid));
         let jwks: Vec<Jwk> = keys
             .iter()
             .map(|k| Jwk {
@@ -159,17 +186,33 @@ impl KeySet {
             .collect();
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
         Self {
-            signing_kid: signing.kid.clone(),
-            signing: EncodingKey::from_ed_der(&signing.private_der),
+            signer: signing.map(|k| Signer {
+                kid: k.kid.clone(),
+                key: EncodingKey::from_ed_der(&k.private_der),
+            }),
             verifying,
             jwks: jwks.into(),
+            file_key: None,
         }
     }
 
-    pub fn signing_kid(&self) -> &str {
-        &self.signing_kid
+    /// Keeps `key` (from AUTHD_SIGNING_KEY_FILE) with the set, so a reload can sign with it.
+    pub fn with_file_key(mut self, key: Option<KeyMaterial>) -> Self {
+        self.file_key = key;
+        self
     }
 
+    /// The key this process was given in AUTHD_SIGNING_KEY_FILE, if any.
+    pub fn file_key(&self) -> Option<&KeyMaterial> {
+        self.file_key.as_ref()
+    }
+
+    /// The kid new tokens get; `None` when this instance holds no signing key.
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.signer.as_ref().map(|s| s.kid.as_str())
+    }
+
+    /// Every kid that verifies (and is published).
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.verifying.keys().map(String::as_str)
     }
@@ -180,23 +223,32 @@ impl KeySet {
 pub struct Jwt {
     keys: RwLock<Arc<KeySet>>,
     validation: Validation,
+    /// The same checks without `exp`/`nbf` (see [`Jwt::verify_ignoring_expiry`]).
+    validation_any_time: Validation,
     issuer: String,
     audience: String,
     ttl: Duration,
 }
 
 impl Jwt {
+    /// `ttl` is both the lifetime of the tokens this instance signs and the longest lifetime
+    /// (`exp - iat`) it accepts.
     pub fn new(keys: KeySet, issuer: &str, audience: &str, ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.validate_exp = true;
+        // `iat` is required by `AccessClaims` (a missing or mistyped one fails deserialization).
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
+        let mut validation_any_time = validation.clone();
+        validation_any_time.validate_exp = false;
+        validation_any_time.validate_nbf = false;
         Self {
             keys: RwLock::new(Arc::new(keys)),
             validation,
+            validation_any_time,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             ttl,
@@ -220,18 +272,26 @@ impl Jwt {
         self.keys().jwks.clone()
     }
 
-    /// Issues an access token for a session, expiring after the configured TTL but never after
-    /// `not_after` (unix seconds: the session's absolute expiry). Returns the token and its
-    /// `expires_in` in seconds.
+    /// Issues an access token for a session that must end by `not_after_unix` (Unix seconds,
+    /// e.g. the session's absolute expiry; `i64::MAX` for no cap). Returns the token and its
+    /// `expires_in` in seconds: `exp = min(iat + AUTHD_ACCESS_TTL, not_after_unix)`.
+    /// Fails (`internal`) when this instance holds no signing key.
     pub fn sign(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         roles: &[String],
-        not_after: i64,
+        not_after_unix: i64,
     ) -> Result<(String, u64), ApiError> {
+        let keys = self.keys();
+        let signer = keys.signer.as_ref().ok_or_else(|| {
+            ApiError::internal(
+                "no signing key: the current one is only in AUTHD_SIGNING_KEY_FILE, which this \
+                 instance was not given",
+            )
+        })?;
         let now = unix_now();
-        let exp = (now + self.ttl.as_secs() as i64).min(not_after).max(now);
+        let exp = now.saturating_add(ttl_secs(self.ttl)).min(not_after_unix);
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -243,22 +303,12 @@ impl Jwt {
             nbf: None,
             roles: roles.to_vec(),
         };
-        let keys = self.keys();
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
-        header.kid = Some(keys.signing_kid.clone());
+        header.kid = Some(signer.kid.clone());
         let token =
-            jsonwebtoken::encode(&header, &claims, &keys.signing).map_err(ApiError::internal)?;
-        Ok((token, (exp - now) as u64))
-    }
-
-    /// [`verify`](Self::verify) without the `exp`/`nbf` checks: every other rule holds. For
-    /// naming the session of an expired token (logout).
-    pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        let mut validation = self.validation.clone();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        self.verify_with(token, &validation)
+            jsonwebtoken::encode(&header, &claims, &signer.key).map_err(ApiError::internal)?;
+        Ok((token, u64::try_from(exp.saturating_sub(now)).unwrap_or(0)))
     }
 
     /// Whether the token names a `kid` this instance does not know (it may be newer than our
@@ -273,12 +323,21 @@ impl Jwt {
     }
 
     /// Verifies signature and claims. Errors are `token_expired` or `invalid_token`; the
-    /// detail never says which check failed beyond that.
+    /// detail never says which check failed beyond that. A token whose `kid` is unknown (e.g.
+    /// its key was dropped after rotation) but whose unverified `exp` has passed is
+    /// `token_expired`: a token that is merely old never looks forged (the client refreshes).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        self.verify_with(token, &self.validation)
+        self.check(token, &self.validation)
     }
 
-    fn verify_with(&self, token: &str, validation: &Validation) -> Result<AccessClaims, ApiError> {
+    /// Every check of [`Jwt::verify`] (pinned algorithm, `typ`, known `kid`, signature, `iss`,
+    /// `aud`, no `crit`, the lifetime bound) except `exp` and `nbf`: for naming the session of
+    /// an expired token (logout). Errors are `invalid_token`.
+    pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, ApiError> {
+        self.check(token, &self.validation_any_time)
+    }
+
+    fn check(&self, token: &str, validation: &Validation) -> Result<AccessClaims, ApiError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::InvalidToken);
         }
@@ -287,20 +346,52 @@ impl Jwt {
             return Err(ApiError::InvalidToken);
         }
         let keys = self.keys();
-        let key = header
+        let Some(key) = header
             .kid
             .as_deref()
             .and_then(|kid| keys.verifying.get(kid))
-            .ok_or(ApiError::InvalidToken)?;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, key, validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => ApiError::TokenExpired,
-                    _ => ApiError::InvalidToken,
-                }
-            })?;
-        Ok(data.claims)
+        else {
+            return Err(if validation.validate_exp && expired_unverified(token) {
+                ApiError::TokenExpired
+            } else {
+                ApiError::InvalidToken
+            });
+        };
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::TokenExpired,
+                _ => ApiError::InvalidToken,
+            })?
+            .claims;
+        // authd never issues a token living longer than its TTL, nor one issued in the future
+        // (which would stretch that bound).
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if claims.iat > unix_now().saturating_add(LEEWAY_SECS as i64)
+            || lifetime > ttl_secs(self.ttl)
+        {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(claims)
     }
+}
+
+fn ttl_secs(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Whether the token's `exp`, read WITHOUT verifying anything, is past (beyond the leeway).
+/// Only ever used to choose between two rejections.
+fn expired_unverified(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Exp {
+        exp: i64,
+    }
+    token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| B64.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice::<Exp>(&json).ok())
+        .is_some_and(|c| c.exp.saturating_add(LEEWAY_SECS as i64) < unix_now())
 }
 
 /// The header fields checked before verification: which key, and the RFC 9068 / RFC 7515 rules
@@ -335,31 +426,51 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    const TTL: i64 = 60;
 
     fn jwt() -> (Jwt, KeyMaterial) {
         let key = KeyMaterial::generate().unwrap();
-        let set = KeySet::new(&key, std::slice::from_ref(&key));
+        let set = KeySet::new(Some(&key), &[]);
         (
             Jwt::new(
                 set,
                 "http://localhost:8080",
                 "authd",
-                Duration::from_secs(60),
+                Duration::from_secs(TTL as u64),
             ),
             key,
         )
+    }
+
+    /// A token with `claims` signed by `key` (valid header).
+    fn forge(key: &KeyMaterial, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&key.private_der)).unwrap()
+    }
+
+    fn claims(iat: i64, exp: i64) -> Value {
+        json!({"iss": "http://localhost:8080", "aud": "authd", "sub": Uuid::new_v4(),
+               "sid": Uuid::new_v4(), "jti": Uuid::new_v4(), "iat": iat, "exp": exp,
+               "roles": []})
     }
 
     #[test]
     fn round_trip() {
         let (jwt, key) = jwt();
         let (u, s) = (Uuid::new_v4(), Uuid::new_v4());
-        let token = jwt.sign(u, s, &["admin".into()], i64::MAX).unwrap().0;
+        let (token, expires_in) = jwt.sign(u, s, &["admin".into()], i64::MAX).unwrap();
+        assert_eq!(expires_in, TTL as u64);
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
         let claims = jwt.verify(&token).unwrap();
+        assert_eq!(claims.exp - claims.iat, TTL);
         assert_eq!(
             (claims.sub, claims.sid, claims.roles),
             (u, s, vec!["admin".to_string()])
@@ -367,14 +478,147 @@ mod tests {
     }
 
     #[test]
+    fn a_token_never_outlives_the_cap_it_is_given() {
+        let (jwt, _) = jwt();
+        let not_after = unix_now() + 10;
+        let (token, expires_in) = jwt
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], not_after)
+            .unwrap();
+        let claims = jwt.verify(&token).unwrap();
+        assert_eq!(claims.exp, not_after);
+        assert!((9..=10).contains(&expires_in), "{expires_in}");
+        let (_, expires_in) = jwt
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MIN)
+            .unwrap();
+        assert_eq!(
+            expires_in, 0,
+            "a cap in the past gives a token that is born expired"
+        );
+    }
+
+    #[test]
+    fn an_instance_without_a_signing_key_verifies_but_does_not_sign() {
+        let (jwt, key) = jwt();
+        let (token, _) = jwt
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX)
+            .unwrap();
+        jwt.replace_keys(KeySet::new(None, &[key.public()]));
+        assert!(jwt.verify(&token).is_ok());
+        assert!(matches!(
+            jwt.sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX),
+            Err(ApiError::Internal(_))
+        ));
+    }
+
+    #[test]
     fn other_keys_tokens_are_rejected() {
         let (a, _) = jwt();
         let (b, _) = jwt();
-        let token = a
+        let (token, _) = a
             .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX)
-            .unwrap()
-            .0;
+            .unwrap();
         assert!(matches!(b.verify(&token), Err(ApiError::InvalidToken)));
+    }
+
+    #[test]
+    fn lifetimes_longer_than_the_ttl_or_without_iat_are_rejected() {
+        let (jwt, key) = jwt();
+        let now = unix_now();
+        assert!(jwt.verify(&forge(&key, &claims(now, now + TTL))).is_ok());
+        for (what, c) in [
+            ("exp - iat > ttl", claims(now, now + TTL + 1)),
+            ("a year", claims(now - 10, now + 365 * 86400)),
+            // iat in the future would stretch the bound
+            ("iat in the future", claims(now + 3600, now + 3600 + TTL)),
+        ] {
+            assert!(
+                matches!(jwt.verify(&forge(&key, &c)), Err(ApiError::InvalidToken)),
+                "{what}"
+            );
+        }
+        let mut no_iat = claims(now, now + TTL);
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert!(matches!(
+            jwt.verify(&forge(&key, &no_iat)),
+            Err(ApiError::InvalidToken)
+        ));
+        let mut string_iat = claims(now, now + TTL);
+        string_iat["iat"] = json!(now.to_string());
+        assert!(matches!(
+            jwt.verify(&forge(&key, &string_iat)),
+            Err(ApiError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn an_old_token_of_an_unknown_key_is_expired_not_forged() {
+        let (jwt, _) = jwt();
+        let gone = KeyMaterial::generate().unwrap();
+        let now = unix_now();
+        let old = forge(&gone, &claims(now - 600, now - 600 + TTL));
+        assert!(matches!(jwt.verify(&old), Err(ApiError::TokenExpired)));
+        let fresh = forge(&gone, &claims(now, now + TTL));
+        assert!(matches!(jwt.verify(&fresh), Err(ApiError::InvalidToken)));
+        // Logout cannot name the session of a token it cannot verify.
+        assert!(matches!(
+            jwt.verify_ignoring_expiry(&old),
+            Err(ApiError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn verify_ignoring_expiry_checks_everything_but_exp_and_nbf() {
+        let (jwt, key) = jwt();
+        let now = unix_now();
+        let expired = claims(now - 3600, now - 3600 + TTL);
+        let token = forge(&key, &expired);
+        assert!(matches!(jwt.verify(&token), Err(ApiError::TokenExpired)));
+        let c = jwt.verify_ignoring_expiry(&token).unwrap();
+        assert_eq!(c.sid.to_string(), expired["sid"].as_str().unwrap());
+        let mut not_yet = claims(now, now + TTL);
+        not_yet["nbf"] = json!(now + 30);
+        assert!(jwt.verify_ignoring_expiry(&forge(&key, &not_yet)).is_ok());
+
+        // The right kid, another key's signature.
+        let other = KeyMaterial::generate().unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(key.kid.clone());
+        let wrong_signer = jsonwebtoken::encode(
+            &header,
+            &expired,
+            &EncodingKey::from_ed_der(&other.private_der),
+        )
+        .unwrap();
+        let mut wrong_iss = expired.clone();
+        wrong_iss["iss"] = json!("https://evil.test");
+        let mut wrong_aud = expired.clone();
+        wrong_aud["aud"] = json!("other");
+        let mut typ_jwt = Header::new(Algorithm::EdDSA);
+        typ_jwt.typ = Some("JWT".into());
+        typ_jwt.kid = Some(key.kid.clone());
+        let mut crit = header.clone();
+        crit.crit = Some(vec!["exp".into()]);
+        let enc = EncodingKey::from_ed_der(&key.private_der);
+        for (what, token) in [
+            ("signature", wrong_signer),
+            ("iss", forge(&key, &wrong_iss)),
+            ("aud", forge(&key, &wrong_aud)),
+            ("lifetime", forge(&key, &claims(now - 3600, now))),
+            (
+                "typ",
+                jsonwebtoken::encode(&typ_jwt, &expired, &enc).unwrap(),
+            ),
+            ("crit", jsonwebtoken::encode(&crit, &expired, &enc).unwrap()),
+        ] {
+            assert!(
+                matches!(
+                    jwt.verify_ignoring_expiry(&token),
+                    Err(ApiError::InvalidToken)
+                ),
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -291,3 +291,90 @@ async fn access_tokens_expire_with_the_configured_ttl() {
     .await;
     assert!(expired);
 }
+
+#[tokio::test]
+async fn tokens_living_longer_than_the_ttl_or_without_iat_are_rejected() {
+    let app = spawn_app_with(|c| c.access_ttl = std::time::Duration::from_secs(600)).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let f = forge(&app, &t).await;
+    let lifetime = |iat: i64, exp: i64| {
+        let mut c = f.claims.clone();
+        c["iat"] = json!(iat);
+        c["exp"] = json!(exp);
+        f.sign(&f.header(), &c)
+    };
+    let now = now();
+    assert_eq!(
+        app.me_status(&lifetime(now, now + 600)).await,
+        200,
+        "exactly the TTL"
+    );
+    assert_rejected(
+        &app,
+        &lifetime(now, now + 601),
+        "invalid_token",
+        "a second longer than the TTL",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        &lifetime(now - 60, now + 365 * 86400),
+        "invalid_token",
+        "a year",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        &lifetime(now + 3600, now + 3600 + 60),
+        "invalid_token",
+        "issued in the future (which would stretch the bound)",
+    )
+    .await;
+    let mut no_iat = f.claims.clone();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_rejected(
+        &app,
+        &f.sign(&f.header(), &no_iat),
+        "invalid_token",
+        "no iat",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_old_token_of_an_unknown_key_is_expired_not_forged() {
+    let app = spawn_app().await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let f = forge(&app, &t).await;
+    // A key this instance does not know (e.g. dropped after a rotation long ago).
+    let gone = KeyMaterial::generate().unwrap();
+    let mut h = f.header();
+    h.kid = Some(gone.kid.clone());
+    let key = EncodingKey::from_ed_der(&gone.private_der);
+    let mut old = f.claims.clone();
+    old["iat"] = json!(now() - 1000);
+    old["exp"] = json!(now() - 100);
+    assert_rejected(
+        &app,
+        &encode(&h, &old, &key).unwrap(),
+        "token_expired",
+        "expired, unknown kid: the client refreshes",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        &encode(&h, &f.claims, &key).unwrap(),
+        "invalid_token",
+        "unexpired, unknown kid",
+    )
+    .await;
+    // A known key's bad signature stays invalid_token, expired or not.
+    let known = {
+        let mut c = old.clone();
+        c["roles"] = json!(["admin"]);
+        let mut h = f.header();
+        h.kid = Some(f.kid.clone());
+        encode(&h, &c, &key).unwrap()
+    };
+    assert_rejected(&app, &known, "invalid_token", "expired, bad signature").await;
+}

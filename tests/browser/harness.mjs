@@ -197,6 +197,10 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
     return res.body;
   };
 
+  /** Runs authd's command line on this stack's database; resolves to its stdout. */
+  stack.cli = async (...args) =>
+    (await run(AUTHD_BIN, args, { env: stack.authdEnv, cwd: tmpdir() })).stdout;
+
   /** Creates an admin with authd's CLI and returns an admin access token. */
   stack.adminToken = async () => {
     const email = `admin-${randomBytes(4).toString("hex")}@example.com`;
