@@ -255,3 +255,27 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
 
     drop_database(&db_name).await;
 }
+
+#[tokio::test]
+async fn a_scrape_does_not_count_sessions_in_the_database_each_time() {
+    let app = spawn_app().await;
+    app.signup_and_login("ann@example.test").await;
+    let scrape = || async {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(&text, "authd_active_sessions")
+    };
+    assert_eq!(scrape().await, Some(1.0));
+    // A second session, scraped at once: the count is the one from at most 10 s ago.
+    app.login("ann@example.test").await;
+    for _ in 0..20 {
+        assert_eq!(scrape().await, Some(1.0), "no count(*) per scrape");
+    }
+}

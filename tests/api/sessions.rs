@@ -168,3 +168,116 @@ async fn default_scope_is_all_and_bad_scopes_are_400() {
         .unwrap();
     assert_eq!(body["revoked"], 1);
 }
+
+#[tokio::test]
+async fn session_lists_are_paged_with_a_cursor() {
+    let app = spawn_app_with(|c| c.rate_limit = false).await;
+    let first = app.signup_and_login("ann@example.test").await;
+    for _ in 0..4 {
+        app.login("ann@example.test").await;
+    }
+    let page = |cursor: Option<String>| {
+        let app = &app;
+        let access = first.access.clone();
+        async move {
+            let mut url = "/auth/sessions?limit=2".to_string();
+            if let Some(c) = cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let body: Value = app.get(&url, &access).await.json().await.unwrap();
+            body
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut sizes = Vec::new();
+    loop {
+        let body = page(cursor).await;
+        let sessions = body["sessions"].as_array().unwrap().clone();
+        sizes.push(sessions.len());
+        seen.extend(
+            sessions
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string()),
+        );
+        match body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "every session once: {seen:?}");
+    assert_eq!(
+        seen.last().unwrap(),
+        &first.session_id.to_string(),
+        "newest first"
+    );
+    for bad in [
+        "/auth/sessions?limit=0",
+        "/auth/sessions?limit=1001",
+        "/auth/sessions?cursor=nope",
+    ] {
+        assert_problem(app.get(bad, &first.access).await, 400, "validation_failed").await;
+    }
+}
+
+#[tokio::test]
+async fn sessions_per_user_are_capped_least_recently_used_first() {
+    let app = spawn_app_with(|c| {
+        c.max_sessions = 3;
+        c.rate_limit = false;
+    })
+    .await;
+    let oldest = app.signup_and_login("ann@example.test").await;
+    let second = app.login("ann@example.test").await;
+    let third = app.login("ann@example.test").await;
+    // The oldest is used again, so the second is now the least recently used.
+    let oldest = app.refresh(&oldest.refresh).await;
+    let fourth = app.login("ann@example.test").await;
+    assert_eq!(
+        app.revoked_reason(second.session_id).await.as_deref(),
+        Some("session_limit")
+    );
+    for live in [&oldest, &third, &fourth] {
+        assert_eq!(app.revoked_reason(live.session_id).await, None);
+    }
+    assert_eq!(list(&app, &fourth.access).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_new_login_in_the_same_browser_supersedes_its_session() {
+    let app = spawn_app().await;
+    let before = app.signup_and_login("ann@example.test").await;
+    let elsewhere = app.login("ann@example.test").await;
+    // The browser still holds the refresh cookie of `before` when it logs in again.
+    let res = app
+        .client
+        .post(app.url("/auth/login"))
+        .header("cookie", format!("authd_refresh={}", before.refresh))
+        .json(&serde_json::json!({"email": "ann@example.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let after = tokens_from(res).await;
+    assert_ne!(after.session_id, before.session_id);
+    assert_eq!(
+        app.revoked_reason(before.session_id).await.as_deref(),
+        Some("superseded")
+    );
+    assert_problem(
+        app.get("/auth/me", &before.access).await,
+        401,
+        "session_revoked",
+    )
+    .await;
+    assert_eq!(
+        app.me_status(&elsewhere.access).await,
+        200,
+        "other devices stay"
+    );
+    assert_eq!(app.me_status(&after.access).await, 200);
+}
