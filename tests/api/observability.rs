@@ -141,6 +141,16 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
         &[("RUST_LOG", "debug")],
     )
     .await;
+    // Drain the pipes while the server runs: debug logs fill a pipe buffer within seconds.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = pipe.read_to_string(&mut out);
+            out
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
     let client = reqwest::Client::new();
     let password = "my very secret passphrase 42";
     let creds = json!({"email": "ann@example.test", "password": password});
@@ -216,19 +226,7 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
     sigterm(child.id());
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
-    let mut logs = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = stdout.join().unwrap() + &stderr.join().unwrap();
     assert!(
         logs.contains("\"message\":\"login\""),
         "the run was logged at all"
