@@ -174,41 +174,28 @@ where
 }
 
 #[tokio::test]
-async fn a_login_racing_a_password_change_creates_no_session() {
-    let app = spawn_app().await;
-    app.register("ann@example.test", PASSWORD).await;
-    let res = race_with(
-        &app,
-        "ann@example.test",
-        "UPDATE users SET password_hash = 'changed meanwhile' WHERE email = $1",
-        app.login_response("ann@example.test", PASSWORD),
-    )
-    .await;
-    assert_problem(res, 401, "invalid_credentials").await;
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(sessions, 0);
-}
-
-#[tokio::test]
-async fn a_login_racing_a_disable_creates_no_session() {
-    let app = spawn_app().await;
-    app.register("ann@example.test", PASSWORD).await;
-    let res = race_with(
-        &app,
-        "ann@example.test",
-        "UPDATE users SET disabled = true WHERE email = $1",
-        app.login_response("ann@example.test", PASSWORD),
-    )
-    .await;
-    assert_problem(res, 401, "user_disabled").await;
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(sessions, 0);
+async fn a_login_racing_a_password_change_or_a_disable_creates_no_session() {
+    for (change, code) in [
+        (
+            "UPDATE users SET password_hash = 'changed meanwhile' WHERE email = $1",
+            "invalid_credentials",
+        ),
+        (
+            "UPDATE users SET disabled = true WHERE email = $1",
+            "user_disabled",
+        ),
+    ] {
+        let app = spawn_app().await;
+        app.register("ann@example.test", PASSWORD).await;
+        let login = app.login_response("ann@example.test", PASSWORD);
+        let res = race_with(&app, "ann@example.test", change, login).await;
+        assert_problem(res, 401, code).await;
+        let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(sessions, 0, "{change}");
+    }
 }
 
 #[tokio::test]
