@@ -2,7 +2,7 @@
 # Stops the real PostgreSQL cluster under load and starts it again, then reports what authd did.
 # NOT part of CI: it stops the machine's shared Postgres (run it when nothing else needs it).
 # Needs root (pg_ctlcluster), target/release/authd (cargo build --release), python3.
-# Usage: bash tests/faults/pg_restart.sh [down_seconds=5] [out_dir=target/faults]
+# Usage: bash bench/faults/pg_restart.sh [down_seconds=5] [out_dir=target/faults]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DOWN=${1:-5}; OUT=${2:-target/faults}; mkdir -p "$OUT"
@@ -23,7 +23,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 
 ms() { date +%s%3N; }
 T0=$(ms)
-python3 tests/faults/load.py 127.0.0.1 "$PORT" 8 $((DOWN + 12)) "$OUT/requests.csv" & LOAD=$!
+python3 bench/faults/load.py 127.0.0.1 "$PORT" 8 $((DOWN + 12)) "$OUT/requests.csv" & LOAD=$!
 sleep 4
 STOP=$(( $(ms) - T0 )); pg_ctlcluster --skip-systemctl-redirect "$VER" main stop -m fast
 sleep "$DOWN"
