@@ -32,7 +32,8 @@ PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-XtAq"]
 
 
 def gen_rotate(args):
-    sql = open(args.sql).read().strip().rstrip(";")
+    lines = [l for l in open(args.sql).read().splitlines() if not l.lstrip().startswith("--")]
+    sql = "\n".join(lines).strip().rstrip(";")
     params = sorted(set(re.findall(r"\$\d+", sql)), key=lambda p: int(p[1:]))
     if params != list(ROTATE_PARAMS):
         sys.exit(f"gen-rotate: {args.sql} now uses parameters {params}, expected {list(ROTATE_PARAMS)};"
