@@ -350,10 +350,10 @@ async fn deleted_users_and_sessions_are_denied_everywhere_and_after_any_reload()
 /// An instance whose database traffic goes through a fault proxy, and a second, direct one.
 async fn instance_behind_proxy_and_another() -> (TestApp, TestApp, DbProxy) {
     let proxy = DbProxy::start("127.0.0.1:5432").await;
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let mut config = test_config(&db_name);
-    config.database_url = proxy.url(&db_name);
-    let a = spawn_with_db(config, db_name).await;
+    let database = TestDb::new();
+    let mut config = test_config(database.name());
+    config.database_url = proxy.url(database.name());
+    let a = spawn_with_db(config, database).await;
     let b = spawn_on_same_db(&a, |_| {}).await;
     wait_live(&a).await;
     wait_live(&b).await;
