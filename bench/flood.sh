@@ -2,7 +2,8 @@
 # Rate-limit memory under a flood of distinct client addresses: authd (release, limits on,
 # AUTHD_TRUST_FORWARDED_FOR=true) receives POST /auth/refresh from a new random IP every request
 # for DURATION seconds; RSS and the limiter's key count are sampled every second.
-# Usage: bash bench/flood.sh [duration_s=60] [connections=32]   (results in bench/results/flood-<stamp>/)
+# Usage: bash bench/flood.sh [duration_s=60] [connections=32]
+# Raw outputs in bench/results/flood-<stamp>/ (ignored by git); the summary is added to bench/SUMMARY.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-60}; CONNS=${2:-32}
@@ -38,3 +39,5 @@ summary = (f"{reqs} requests from distinct random IPs in the run ({rate}/s); "
 open(f"{out}/summary.txt", "w").write(summary + "\n")
 print(summary)
 PY
+python3 bench/tools/bench.py keep bench/SUMMARY.md \
+  "Flood \`${OUT##*/flood-}\` (bench/flood.sh, $DUR s, $CONNS connections)" "$OUT/summary.txt"

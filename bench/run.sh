@@ -2,8 +2,9 @@
 # authd benchmark suite with side-by-side references (see bench/README.md).
 #
 #   bench/run.sh            full run: every figure is the median of REPS=3 runs of 10 s;
-#                           raw outputs in bench/results/<UTC stamp>/, table in its summary.md
-#                           and in bench/README.md (between the results markers)
+#                           raw outputs in bench/results/<UTC stamp>/ (ignored by git: they hold
+#                           host details), table in its summary.md, in bench/README.md (between
+#                           the results markers) and added to bench/SUMMARY.md
 #   bench/run.sh --smoke    every scenario once for ~2 s (outputs in bench/work/smoke-<stamp>/),
 #                           exits non-zero if anything failed: a CI check that the harness works
 #
@@ -47,6 +48,7 @@ PASSWORD='Bench-Passw0rd-xq7v'          # not on the common-password list
 USERS="bench-0@bench.test,bench-1@bench.test,bench-2@bench.test,bench-3@bench.test"
 LOGIN_EMAIL=bench-login@bench.test; REVOKE_EMAIL=bench-revoke@bench.test
 IDLE_TTL_SECS=604800                     # authd's default AUTHD_REFRESH_IDLE_TTL (7d), bound as $3
+ACCESS_TTL_SECS=900                      # authd's default AUTHD_ACCESS_TTL (15m), bound as $4
 TOOLS=$HERE/tools/bench.py
 KEYS=$WORK/keys
 PEER_TARGET=$WORK/target
@@ -221,7 +223,7 @@ pgbench_run() {  # clients tag
   db_quiesce
   d=$(mktemp -d -p "$OUT" tmp.XXXX)
   (cd "$d" && "$PGBENCH" -n -T "$D" -c "$c" -j 2 -M prepared -D base=$base -D nc="$c" -D i=-1 \
-      -D ttl=$IDLE_TTL_SECS -l --sampling-rate=0.2 -f "$OUT/pgbench/rotate.sql" "$DB") \
+      -D ttl=$IDLE_TTL_SECS -D access_ttl=$ACCESS_TTL_SECS -l --sampling-rate=0.2 -f "$OUT/pgbench/rotate.sql" "$DB") \
     > "$OUT/pgbench/$tag.txt" 2>&1 || echo "PGBENCH_EXIT=$?" >> "$OUT/pgbench/$tag.txt"
   python3 "$TOOLS" pct "$d"/pgbench_log.* >> "$OUT/pgbench/$tag.txt"
   rm -rf "$d"
@@ -231,8 +233,8 @@ pool_size() { local p=$((2 * $1)); [ $p -lt 64 ] && p=64; echo $p; }
 
 # ---------------------------------------------------------------------------------------------
 # 1. Refresh: authd vs pgbench running authd's rotate statement, same clients, interleaved
-python3 "$TOOLS" gen-rotate "$ROOT/src/db/sessions.rs" "$HERE/pgbench/rotate.head.sql" \
-  "$OUT/pgbench/rotate.sql" || die "cannot build the pgbench script from src/db/sessions.rs"
+python3 "$TOOLS" gen-rotate "$ROOT/src/db/sql/rotate.sql" "$HERE/pgbench/rotate.head.sql" \
+  "$OUT/pgbench/rotate.sql" || die "cannot build the pgbench script from src/db/sql/rotate.sql"
 log "minting refresh-token pools (logins through B)"
 for c in $REFRESH_CONNS; do
   files=(); for r in $(seq "$REPS"); do files+=("$POOLS/authd-c$c-r$r.txt"); done
@@ -372,5 +374,8 @@ else
   python3 "$TOOLS" report "$OUT" --rel "$HERE" > /dev/null && ok=0 || ok=$?
 fi
 cat "$OUT/summary.md"
+if [ "$MODE" = full ]; then
+  python3 "$TOOLS" keep "$HERE/SUMMARY.md" "Run \`$STAMP\`" "$OUT/summary.md" || die "keep summary"
+fi
 [ "$ok" = 0 ] || die "some runs were invalid (see summary above)"
 log "done: $OUT/summary.md"

@@ -11,6 +11,9 @@
 //! - [`tokens`]: access tokens (JWT, keys, JWKS), refresh tokens, the cookie;
 //! - [`db`]: all SQL;
 //! - [`domain`], [`config`], [`error`], [`telemetry`]: types and plumbing every layer uses.
+// Panics are for tests: server code returns errors (a panic on input would be a 500 at best).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod cli;
 pub mod config;

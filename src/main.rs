@@ -1,3 +1,5 @@
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
 use authd::cli::{self, Cli};

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Helpers for bench/run.sh (Python standard library only).
 
-  gen-rotate SRC OUT          pgbench script from the `rotate` statement in src/db/sessions.rs
+  gen-rotate SQL HEAD OUT     pgbench script from src/db/sql/rotate.sql (authd's refresh statement)
   pool ...                    log in N times, write refresh-token pool files + an access token
   cpusnap ...                 one JSON line: CPU ticks of processes, their Postgres backends, machine
   mem PID                     "VmRSS_kB VmHWM_kB" of a process
@@ -9,6 +9,7 @@
   account ...                 statements and round trips per request (refresh, me, login)
   revocation ...              revocation visibility delay between two instances
   report OUT [--readme F]     summary.md from a results directory (and the README section)
+  keep FILE TITLE SUMMARY     add a run's summary to bench/SUMMARY.md (raw outputs are not committed)
 """
 import argparse
 import glob
@@ -31,26 +32,28 @@ PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-XtAq"]
 
 
 def gen_rotate(args):
-    src = open(args.src).read()
-    m = re.search(r"pub async fn rotate\(.*?sqlx::query_as\(\s*\"(.*?)\",\s*\)", src, re.S)
-    if not m:
-        sys.exit(f"gen-rotate: cannot find the rotate statement in {args.src}")
-    sql = m.group(1).replace('\\"', '"')
-    params = sorted(set(re.findall(r"\$\d+", sql)))
-    if params != ["$1", "$2", "$3"]:
-        sys.exit(f"gen-rotate: rotate() now uses parameters {params}; update bench/tools/bench.py "
-                 "and bench/pgbench/rotate.head.sql to match")
-    binds = re.findall(r"\.bind\((.*)\)\s*$", src[m.end():m.end() + 400], re.M)
-    expected = ["&token_hash[..]", "&successor_hash[..]", "secs(idle_ttl)"]
-    if binds[:3] != expected:
-        sys.exit(f"gen-rotate: rotate() binds {binds[:3]}, expected {expected}; update the harness")
-    sql = (sql.replace("$1", "sha256(int8send(:k))")
-              .replace("$2", "sha256(int8send(:k2))")
-              .replace("$3", ":ttl"))
+    lines = [l for l in open(args.sql).read().splitlines() if not l.lstrip().startswith("--")]
+    sql = "\n".join(lines).strip().rstrip(";")
+    params = sorted(set(re.findall(r"\$\d+", sql)), key=lambda p: int(p[1:]))
+    if params != list(ROTATE_PARAMS):
+        sys.exit(f"gen-rotate: {args.sql} now uses parameters {params}, expected {list(ROTATE_PARAMS)};"
+                 " update ROTATE_PARAMS in bench/tools/bench.py and bench/pgbench/rotate.head.sql")
+    sql = re.sub(r"\$\d+", lambda m: ROTATE_PARAMS[m.group(0)], sql)
     head = open(args.head).read()
     with open(args.out, "w") as f:
         f.write(head)
-        f.write(sql.rstrip() + "\n\\gset r_\n")
+        f.write(sql + "\n\\gset r_\n")
+
+
+# What authd binds to the rotate statement (src/db/sessions.rs `rotate`), in pgbench form: the
+# SHA-256 of the presented token and of its successor (computed by the server from chain keys,
+# see pgbench/rotate.head.sql), the idle TTL and the access-token TTL in seconds.
+ROTATE_PARAMS = {
+    "$1": "sha256(int8send(:k))",
+    "$2": "sha256(int8send(:k2))",
+    "$3": ":ttl",
+    "$4": ":access_ttl",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -696,7 +699,7 @@ def report(args):
     lines.append(f"Run `{env.get('STAMP', '?')}` ({env.get('MODE', '?')}), commit `{env.get('COMMIT', '?')}`"
                  f"{' (work tree dirty)' if env.get('DIRTY', '0') not in ('0', '') else ''};"
                  f" {env.get('REPS', '?')} runs of {env.get('DURATION', '?')} s per figure, medians;"
-                 f" raw outputs in `{os.path.relpath(out, args.rel) if args.rel else out}`.")
+                 f" raw outputs (not committed) in `{os.path.relpath(out, args.rel) if args.rel else out}`.")
     lines.append("")
     lines.append(f"Machine: {env.get('MACHINE', '?')}. Load average at start {env.get('LOAD_START', '?')},"
                  f" at end {env.get('LOAD_END', '?')}.")
@@ -746,11 +749,28 @@ def report(args):
     sys.exit(1 if invalid else 0)
 
 
+# --------------------------------------------------------------------------------------------
+# keep: raw outputs stay out of git (they hold host details); summaries are kept in one file
+
+
+KEEP_MARKER = "<!-- summaries: newest first, added by bench/run.sh and bench/flood.sh -->"
+
+
+def keep(args):
+    text = open(args.file).read()
+    if KEEP_MARKER not in text:
+        sys.exit(f"keep: {args.file} has no line {KEEP_MARKER}")
+    entry = f"## {args.title}\n\n{open(args.summary).read().strip()}"
+    text = text.replace(KEEP_MARKER, f"{KEEP_MARKER}\n\n{entry}", 1)
+    with open(args.file, "w") as f:
+        f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sp = ap.add_subparsers(dest="cmd", required=True)
     p = sp.add_parser("gen-rotate")
-    p.add_argument("src"); p.add_argument("head"); p.add_argument("out")
+    p.add_argument("sql"); p.add_argument("head"); p.add_argument("out")
     p.set_defaults(fn=gen_rotate)
     p = sp.add_parser("pool")
     p.add_argument("--base", required=True)
@@ -799,6 +819,9 @@ def main():
     p = sp.add_parser("report")
     p.add_argument("out"); p.add_argument("--readme"); p.add_argument("--rel")
     p.set_defaults(fn=report)
+    p = sp.add_parser("keep")
+    p.add_argument("file"); p.add_argument("title"); p.add_argument("summary")
+    p.set_defaults(fn=keep)
     a = ap.parse_args()
     a.fn(a)
 

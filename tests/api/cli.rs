@@ -73,7 +73,8 @@ fn an_unreachable_database_fails_after_a_bounded_retry() {
 
 #[tokio::test]
 async fn offline_admin_commands() {
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let db_name = database.name().to_owned();
     let out = authd_command(&db_name).arg("migrate").output().unwrap();
     assert!(
         out.status.success(),
@@ -123,7 +124,7 @@ async fn offline_admin_commands() {
     // Serve on that database: the CLI users can log in.
     let mut config = test_config(&db_name);
     config.open_registration = false;
-    let app = spawn_with_db(config, db_name.clone()).await;
+    let app = spawn_with_db(config, database).await;
     let root = app.login("root@example.test").await;
     assert_eq!(root.body["user"]["roles"], serde_json::json!(["admin"]));
     let ann = app.login("ann@example.test").await;
@@ -217,7 +218,8 @@ async fn a_dotenv_in_a_parent_directory_is_not_read() {
         "AUTHD_PASSWORD=\"a planted passphrase\"\nAUTHD_RATE_LIMIT=off\n",
     )
     .unwrap();
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let db_name = database.name().to_owned();
 
     let out = user_add_in(
         &work,
@@ -230,7 +232,7 @@ async fn a_dotenv_in_a_parent_directory_is_not_read() {
     assert!(!stderr.contains("read configuration"), "{stderr}");
 
     // The password typed on stdin was used, not the planted one.
-    let app = spawn_with_db(test_config(&db_name), db_name.clone()).await;
+    let app = spawn_with_db(test_config(&db_name), database).await;
     app.login("ann@example.test").await;
     assert_problem(
         app.login_response("ann@example.test", "a planted passphrase")
@@ -250,7 +252,8 @@ async fn the_dotenv_of_the_working_directory_is_read_and_named() {
         format!("# local settings\nAUTHD_PASSWORD=\"{PASSWORD}\"\nAUTHD_ACCESS_TTL=soon\n"),
     )
     .unwrap();
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let db_name = database.name().to_owned();
     let announced = format!("authd: read configuration from {}", dotenv.display());
 
     // A variable of the environment wins over the file; the password comes from the file

@@ -7,8 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use uuid::Uuid;
-
 use crate::{
     helpers::*,
     proxy::{DbProxy, Mode},
@@ -18,11 +16,25 @@ async fn app_behind_proxy(
     customize: impl FnOnce(&mut authd::config::Config),
 ) -> (TestApp, DbProxy) {
     let proxy = DbProxy::start("127.0.0.1:5432").await;
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let database = TestDb::new();
+    let db_name = database.name().to_owned();
     let mut config = test_config(&db_name);
     config.database_url = proxy.url(&db_name);
     customize(&mut config);
-    (spawn_with_db(config, db_name).await, proxy)
+    (spawn_with_db(config, database).await, proxy)
+}
+
+/// Waits until authd's request pool has sent the (paused) proxy something since it had sent
+/// `before` messages: the request being waited for is then inside the server, waiting on the
+/// database. (Nothing else uses the request pool meanwhile: cleanup runs at start, then every
+/// 10 minutes.)
+async fn reaches_the_database(proxy: &DbProxy, before: u64) {
+    let reached = eventually(Duration::from_secs(30), || {
+        let sent = proxy.messages("authd");
+        async move { sent > before }
+    })
+    .await;
+    assert!(reached, "the request reached the database");
 }
 
 async fn status(app: &TestApp, req: reqwest::RequestBuilder) -> (u16, Duration) {
@@ -118,6 +130,7 @@ async fn a_refresh_caught_by_the_outage_is_either_fully_rotated_or_still_valid()
     let t = app.signup_and_login("ann@example.test").await;
     // Hold the database traffic so the refresh is in flight, then cut everything.
     proxy.set(Mode::Paused);
+    let sent = proxy.messages("authd");
     let pending = tokio::spawn({
         let client = app.client.clone();
         let url = app.url("/auth/refresh");
@@ -131,7 +144,7 @@ async fn a_refresh_caught_by_the_outage_is_either_fully_rotated_or_still_valid()
                 .map(|r| r.status().as_u16())
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reaches_the_database(&proxy, sent).await;
     proxy.set(Mode::Cut);
     let code = pending.await.unwrap().unwrap();
     assert_eq!(code, 503, "the caught refresh fails cleanly");
@@ -191,7 +204,8 @@ async fn an_exhausted_pool_gives_503_with_retry_after_instead_of_queueing_foreve
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
     let proxy = DbProxy::start("127.0.0.1:5432").await;
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let db_name = database.name().to_owned();
     let (mut child, base) = spawn_authd_process(&proxy.url(&db_name), &[]).await;
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let client = reqwest::Client::new();
@@ -213,13 +227,14 @@ async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
     .await;
 
     proxy.set(Mode::Paused); // the refresh will wait on the database
+    let sent = proxy.messages("authd");
     let in_flight = tokio::spawn({
         let client = client.clone();
         let url = format!("{base}/auth/refresh");
         let cookie = format!("authd_refresh={}", t.refresh);
         async move { client.post(url).header("cookie", cookie).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    reaches_the_database(&proxy, sent).await;
     sigterm(child.id());
     let refused = eventually(Duration::from_secs(5), || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -248,14 +263,12 @@ async fn sigterm_lets_an_in_flight_refresh_finish_and_stops_accepting() {
     .await;
     assert!(exited, "the process exits once drained");
     assert!(child.wait().unwrap().success(), "exit status 0");
-
-    drop_database(&db_name).await;
 }
 
 #[tokio::test]
 async fn two_instances_can_migrate_the_same_new_database_at_once() {
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let url = format!("{}/{}", server_url(), db_name);
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let url = database.url();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_authd"))
             .env_clear()
@@ -288,6 +301,4 @@ async fn two_instances_can_migrate_the_same_new_database_at_once() {
         .unwrap()
         .count() as i64;
     assert_eq!(applied, files, "every migration applied exactly once");
-    drop(conn);
-    drop_database(&db_name).await;
 }

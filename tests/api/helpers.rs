@@ -1,7 +1,11 @@
 //! `spawn_app`: a real authd on 127.0.0.1:<random port> with its own fresh database, dropped
-//! (WITH FORCE) when the test ends. Cookies are handled by hand so tests can replay old tokens.
+//! (WITH FORCE) when the test ends, also when it fails ([`TestDb`]). Cookies are handled by hand
+//! so tests can replay old tokens.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use authd::{app::Application, cli::Cli, config::Config};
 use clap::Parser;
@@ -25,6 +29,83 @@ pub struct TestApp {
     pub state: authd::state::AppState,
     /// Base URL of the separate metrics listener, when configured.
     pub metrics_base: Option<String>,
+    /// Drops the database once the last app on it is gone.
+    database: Arc<TestDb>,
+}
+
+/// A per-test database `authd_test_<uuid>` on the test server. The guard is made first, before
+/// anything that can fail; whoever then creates the database (`Application::build`, `authd
+/// migrate`, a test), dropping the guard drops it (`IF EXISTS ... WITH (FORCE)`), also while a
+/// failed test unwinds. So no test leaves a database behind, and nothing needs to sweep the
+/// shared server for leftovers.
+pub struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    /// Reserves a fresh name; creates nothing yet.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self {
+            name: format!("authd_test_{}", Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its URL on the test server.
+    pub fn url(&self) -> String {
+        format!("{}/{}", server_url(), self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop may run inside the test's runtime (or while it unwinds from a panic): do the
+        // cleanup on a thread with a runtime of its own, and never panic here.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(drop_database(&name));
+            }
+        })
+        .join();
+    }
+}
+
+impl TestApp {
+    /// Lets `by` pass for the database: every session and refresh-token timestamp moves that far
+    /// into the past, which for each rule that compares them with `now()` (idle and absolute
+    /// expiry, the reuse grace) is the same as waiting, minus the sleep and its luck. Access
+    /// tokens are checked against the wall clock and do not move.
+    pub async fn pass_time(&self, by: Duration) {
+        let secs = by.as_secs_f64();
+        sqlx::query(
+            "UPDATE sessions SET created_at = created_at - make_interval(secs => $1),
+                last_used_at = last_used_at - make_interval(secs => $1),
+                expires_at = expires_at - make_interval(secs => $1),
+                absolute_expires_at = absolute_expires_at - make_interval(secs => $1),
+                access_expires_at = access_expires_at - make_interval(secs => $1),
+                revoked_at = revoked_at - make_interval(secs => $1)",
+        )
+        .bind(secs)
+        .execute(&self.db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE refresh_tokens SET created_at = created_at - make_interval(secs => $1),
+                used_at = used_at - make_interval(secs => $1)",
+        )
+        .bind(secs)
+        .execute(&self.db)
+        .await
+        .unwrap();
+    }
 }
 
 /// The config a test starts from: defaults, then the test's database and a random port.
@@ -45,27 +126,26 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let mut config = test_config(&db_name);
+    let database = TestDb::new();
+    let mut config = test_config(database.name());
     customize(&mut config);
-    spawn_with_config(config, db_name).await
+    spawn_with_config(config, Arc::new(database)).await
 }
 
-/// Starts one more server on the same database as `other` (several instances).
+/// Starts one more server on the same database as `other` (several instances); the database
+/// is dropped when both are gone.
 pub async fn spawn_on_same_db(other: &TestApp, customize: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&other.db_name);
     customize(&mut config);
-    let mut app = spawn_with_config(config, other.db_name.clone()).await;
-    app.db_name = String::new(); // the first app owns (and drops) the database
-    app
+    spawn_with_config(config, other.database.clone()).await
 }
 
 /// Starts a server on an existing (or to-be-created) database that the returned app owns.
-pub async fn spawn_with_db(config: Config, db_name: String) -> TestApp {
-    spawn_with_config(config, db_name).await
+pub async fn spawn_with_db(config: Config, database: TestDb) -> TestApp {
+    spawn_with_config(config, Arc::new(database)).await
 }
 
-async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
+async fn spawn_with_config(config: Config, database: Arc<TestDb>) -> TestApp {
     init_logs();
     let app = Application::build(config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
@@ -82,9 +162,10 @@ async fn spawn_with_config(config: Config, db_name: String) -> TestApp {
         base: format!("http://{addr}"),
         client,
         db,
-        db_name,
+        db_name: database.name().to_owned(),
         state,
         metrics_base,
+        database,
     }
 }
 
@@ -95,24 +176,6 @@ fn init_logs() {
             authd::telemetry::init(None);
         }
     });
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if self.db_name.is_empty() {
-            return;
-        }
-        let name = std::mem::take(&mut self.db_name);
-        // Drop runs inside the test's runtime: do the cleanup on a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(drop_database(&name));
-        })
-        .join();
-    }
 }
 
 /// What a login (or refresh) returned.
@@ -354,9 +417,21 @@ pub async fn wait_live(app: &TestApp) {
     assert!(live, "the notification listener came up");
 }
 
-/// The `authd` binary with a clean environment, on the given database.
+/// An empty directory to run the binary in, so no developer's `.env` is read by a test.
+fn empty_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("authd-test-cwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// The `authd` binary with a clean environment, on the given database, in an empty working
+/// directory (tests that want a `.env` set their own `current_dir`).
 pub fn authd_command(db_name: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authd"));
+    cmd.current_dir(empty_dir());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", format!("{}/{}", server_url(), db_name))

@@ -135,12 +135,8 @@ async fn request_ids_are_echoed_or_generated() {
 /// output for every secret that passed through it.
 #[tokio::test]
 async fn logs_never_contain_tokens_cookies_or_passwords() {
-    let db_name = format!("authd_test_{}", Uuid::new_v4().simple());
-    let (mut child, base) = spawn_authd_process(
-        &format!("{}/{}", server_url(), db_name),
-        &[("RUST_LOG", "debug")],
-    )
-    .await;
+    let database = TestDb::new(); // dropped at the end, also if the test fails
+    let (mut child, base) = spawn_authd_process(&database.url(), &[("RUST_LOG", "debug")]).await;
     // Drain the pipes while the server runs: debug logs fill a pipe buffer within seconds.
     let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
@@ -250,8 +246,6 @@ async fn logs_never_contain_tokens_cookies_or_passwords() {
         !logs.to_lowercase().contains("authd_refresh="),
         "a cookie leaked into the logs"
     );
-
-    drop_database(&db_name).await;
 }
 
 #[tokio::test]

@@ -139,7 +139,7 @@ async fn reuse_after_the_grace_window_revokes_the_session() {
     let app = spawn_app_with(|c| c.refresh_grace = Duration::from_secs(1)).await;
     let t0 = app.signup_and_login("ann@example.test").await;
     app.refresh(&t0.refresh).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    app.pass_time(Duration::from_millis(1300)).await;
     assert_problem(
         app.refresh_with(&t0.refresh).await,
         401,
@@ -157,7 +157,7 @@ async fn zero_grace_treats_any_replay_as_reuse() {
     let app = spawn_app_with(|c| c.refresh_grace = Duration::ZERO).await;
     let t0 = app.signup_and_login("ann@example.test").await;
     app.refresh(&t0.refresh).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.pass_time(Duration::from_millis(20)).await;
     assert_problem(
         app.refresh_with(&t0.refresh).await,
         401,
@@ -168,20 +168,22 @@ async fn zero_grace_treats_any_replay_as_reuse() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
+    // Time moves in the database (pass_time), in steps that leave tens of seconds of margin for
+    // the requests themselves, however slow the machine.
     let app = spawn_app_with(|c| {
         c.access_ttl = Duration::from_secs(1);
-        c.refresh_idle_ttl = Duration::from_secs(2);
+        c.refresh_idle_ttl = Duration::from_secs(60);
     })
     .await;
     let t0 = app.signup_and_login("ann@example.test").await;
-    assert!(t0.set_cookie.contains("Max-Age=2") || t0.set_cookie.contains("Max-Age=1"));
+    assert!(t0.set_cookie.contains("Max-Age=60") || t0.set_cookie.contains("Max-Age=59"));
     // Refreshing within the idle window keeps the session alive past its first idle deadline.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.pass_time(Duration::from_secs(40)).await;
     let t1 = app.refresh(&t0.refresh).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.pass_time(Duration::from_secs(40)).await; // 80 s since login: past the first deadline
     let t2 = app.refresh(&t1.refresh).await;
     // Then idle for longer than the TTL (a single attempt: a success would consume the token).
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    app.pass_time(Duration::from_secs(61)).await;
     let res = app.refresh_with(&t2.refresh).await;
     assert!(set_cookies(&res).iter().any(|c| is_clearing(c)));
     assert_problem(res, 401, "session_expired").await;
@@ -189,24 +191,28 @@ async fn idle_sessions_expire() {
 
 #[tokio::test]
 async fn absolute_expiry_is_never_extended() {
+    // Database time (pass_time): refreshes 30 s apart against a 40 s idle TTL and a 100 s
+    // maximum age, so each step has tens of seconds of margin for the requests themselves.
+    let max_age = 100;
     let app = spawn_app_with(|c| {
         c.access_ttl = Duration::from_secs(1);
-        c.refresh_idle_ttl = Duration::from_secs(2);
-        c.session_max_age = Duration::from_secs(3);
+        c.refresh_idle_ttl = Duration::from_secs(40);
+        c.session_max_age = Duration::from_secs(max_age);
     })
     .await;
     let t0 = app.signup_and_login("ann@example.test").await;
-    let start = tokio::time::Instant::now();
     let mut current = t0.refresh.clone();
-    // Keep refreshing every 400 ms: the idle TTL is never reached, yet the session ends at 3 s.
+    let mut passed = 0;
+    // Keep refreshing every 30 s: the idle TTL is never reached, yet the session ends at 100 s.
     let code = loop {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        app.pass_time(Duration::from_secs(30)).await;
+        passed += 30;
         let res = app.refresh_with(&current).await;
         if res.status() != 200 {
             break problem(res).await.1;
         }
         let t = tokens_from(res).await;
-        let max_age: i64 = t
+        let cookie_max_age: u64 = t
             .set_cookie
             .split("Max-Age=")
             .nth(1)
@@ -216,18 +222,15 @@ async fn absolute_expiry_is_never_extended() {
             .unwrap()
             .parse()
             .unwrap();
+        assert!(passed < max_age, "session outlived its max age");
         assert!(
-            max_age <= 3,
-            "the cookie never outlives the absolute expiry"
+            cookie_max_age <= max_age - passed,
+            "the cookie never outlives the absolute expiry ({cookie_max_age} s at {passed} s)"
         );
         current = t.refresh;
-        assert!(
-            start.elapsed() < Duration::from_secs(6),
-            "session outlived its max age"
-        );
     };
     assert_eq!(code, "session_expired");
-    assert!(start.elapsed() >= Duration::from_millis(2500));
+    assert!(passed >= max_age, "ended at {passed} s, before its max age");
 }
 
 #[tokio::test]

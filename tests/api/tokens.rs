@@ -1,6 +1,6 @@
 //! Bearer verification: a valid token passes; every forgery is 401 `invalid_token`.
 
-use authd::tokens::jwt::KeyMaterial;
+use authd::tokens::jwt::{KeyMaterial, LEEWAY_SECS, unix_now};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
@@ -283,11 +283,21 @@ async fn access_tokens_expire_with_the_configured_ttl() {
     let t = app.signup_and_login("ann@example.test").await;
     assert_eq!(t.body["expires_in"], 1);
     assert_eq!(app.me_status(&t.access).await, 200);
-    // exp + leeway (5 s) must pass; poll rather than sleep a fixed time.
-    let expired = eventually(std::time::Duration::from_secs(10), || async {
-        let res = app.get("/auth/me", &t.access).await;
-        res.status() == 401 && problem(res).await.1 == "token_expired"
-    })
+    // exp + leeway (5 s) must pass on the wall clock, which the server reads and a test cannot
+    // move: poll, and give up only a minute after the token's own exp + leeway (a busy machine
+    // answers late, never early).
+    let payload = B64.decode(t.access.split('.').nth(1).unwrap()).unwrap();
+    let exp = serde_json::from_slice::<Value>(&payload).unwrap()["exp"]
+        .as_i64()
+        .unwrap();
+    let give_up = exp + LEEWAY_SECS as i64 + 60 - unix_now();
+    let expired = eventually(
+        std::time::Duration::from_secs(give_up.max(1) as u64),
+        || async {
+            let res = app.get("/auth/me", &t.access).await;
+            res.status() == 401 && problem(res).await.1 == "token_expired"
+        },
+    )
     .await;
     assert!(expired);
 }
