@@ -17,7 +17,11 @@ use crate::{
     domain::{ClientInfo, Email, NewPassword, Password},
     error::{ApiError, FieldError},
     factors::password,
-    http::{csrf::CsrfChecked, extract::Json, extractors::bearer_token},
+    http::{
+        csrf::{self, CsrfChecked},
+        extract::Json,
+        extractors::bearer_token,
+    },
     session::{self, Actor, Issued, login::Proof, revoke::Target},
     state::AppState,
     telemetry::metrics::outcome_of,
@@ -165,8 +169,19 @@ async fn try_login(
 ) -> Result<Response, ApiError> {
     let (email, password) = parse_credentials(body, Password::parse)?;
     let verified = password::verify_login(state, &email, &password, client).await?;
-    // The session this browser had (its refresh cookie) is superseded by the new one.
-    let presented = state.cookies.read(headers).into_tokens();
+    // The session this browser had (its refresh cookie) is superseded by the new one; only for
+    // a request that passes the CSRF origin check, so a cross-site login form cannot end it.
+    let same_site = csrf::check(
+        headers,
+        &state.config.issuer.origin,
+        &state.config.allowed_origins,
+    )
+    .is_ok();
+    let presented = if same_site {
+        state.cookies.read(headers).into_tokens()
+    } else {
+        Vec::new()
+    };
     let issued =
         session::login::login(state, Proof::Password(verified), client, &presented).await?;
     Ok(token_response(state, issued))

@@ -281,3 +281,24 @@ async fn a_new_login_in_the_same_browser_supersedes_its_session() {
     );
     assert_eq!(app.me_status(&after.access).await, 200);
 }
+
+#[tokio::test]
+async fn a_cross_site_login_supersedes_nothing() {
+    let app = spawn_app().await;
+    let before = app.signup_and_login("ann@example.test").await;
+    // A foreign page posting a login form (login CSRF) while the victim's cookie rides along
+    // (possible with AUTHD_COOKIE_SAMESITE=None): the victim's session is not ended.
+    let res = app
+        .client
+        .post(app.url("/auth/login"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .header("cookie", format!("authd_refresh={}", before.refresh))
+        .json(&serde_json::json!({"email": "ann@example.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.revoked_reason(before.session_id).await, None);
+    assert_eq!(app.me_status(&before.access).await, 200);
+}
