@@ -266,27 +266,30 @@ pub struct PresentedToken {
     pub last_used_at: OffsetDateTime,
 }
 
-/// Which of `hashes` are known refresh tokens, with their sessions' state.
+/// Which of the presented tokens are known, with their sessions' state. `hashes[i]` is the
+/// hash of a presented token and `successor_hashes[i]` that of its successor (index lookups
+/// only).
 pub async fn presented_tokens(
     db: impl PgExecutor<'_>,
     hashes: &[Vec<u8>],
+    successor_hashes: &[Vec<u8>],
     grace: Duration,
 ) -> Result<Vec<PresentedToken>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.token_hash, t.session_id, s.user_id,
                 (s.revoked_at IS NULL AND s.expires_at > now() AND s.absolute_expires_at > now()
                  AND NOT u.disabled) AS session_live,
-                (t.used_at IS NULL OR (now() - t.used_at <= make_interval(secs => $2)
-                  AND NOT EXISTS (SELECT 1 FROM refresh_tokens n
-                                  WHERE n.parent_hash = t.token_hash AND n.used_at IS NOT NULL)))
-                    AS current,
+                (t.used_at IS NULL OR (now() - t.used_at <= make_interval(secs => $3)
+                  AND n.used_at IS NULL)) AS current,
                 s.last_used_at
-         FROM refresh_tokens t
+         FROM unnest($1::bytea[], $2::bytea[]) AS p(hash, successor)
+         JOIN refresh_tokens t ON t.token_hash = p.hash
          JOIN sessions s ON s.id = t.session_id
          JOIN users u ON u.id = s.user_id
-         WHERE t.token_hash = ANY($1)",
+         LEFT JOIN refresh_tokens n ON n.token_hash = p.successor AND n.session_id = t.session_id",
     )
     .bind(hashes)
+    .bind(successor_hashes)
     .bind(secs(grace))
     .fetch_all(db)
     .await

@@ -128,9 +128,9 @@ async fn supersede(
     if presented.is_empty() {
         return Ok(Vec::new());
     }
-    let hashes: Vec<Vec<u8>> = presented.iter().map(|t| t.hash().to_vec()).collect();
+    let (hashes, successors) = super::presented_hashes(state, presented);
     let ids: Vec<Uuid> =
-        db::sessions::presented_tokens(&mut *tx, &hashes, state.config.refresh_grace)
+        db::sessions::presented_tokens(&mut *tx, &hashes, &successors, state.config.refresh_grace)
             .await?
             .into_iter()
             .filter(|t| t.current && t.session_id != new_session)

@@ -66,6 +66,20 @@ pub struct Issued {
     pub cookie_max_age: i64,
 }
 
+/// The presented tokens as `db::sessions::presented_tokens` takes them: their hashes and their
+/// successors' hashes.
+fn presented_hashes(state: &AppState, presented: &[RefreshToken]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    presented
+        .iter()
+        .map(|t| {
+            (
+                t.hash().to_vec(),
+                state.successor_key.successor(t).hash().to_vec(),
+            )
+        })
+        .unzip()
+}
+
 /// Signs the access token for a session; it never outlives the session's absolute expiry.
 fn issue(
     state: &AppState,

@@ -94,9 +94,10 @@ async fn choose(
     state: &AppState,
     presented: &[RefreshToken],
 ) -> Result<RefreshToken, RefreshError> {
-    let hashes: Vec<Vec<u8>> = presented.iter().map(|t| t.hash().to_vec()).collect();
+    let (hashes, successors) = super::presented_hashes(state, presented);
     let known =
-        db::sessions::presented_tokens(&state.db, &hashes, state.config.refresh_grace).await?;
+        db::sessions::presented_tokens(&state.db, &hashes, &successors, state.config.refresh_grace)
+            .await?;
     let mut live: Vec<_> = known
         .iter()
         .filter(|t| t.session_live && t.current)

@@ -116,9 +116,9 @@ pub async fn current_sessions(
     if presented.is_empty() {
         return Ok(Vec::new());
     }
-    let hashes: Vec<Vec<u8>> = presented.iter().map(|t| t.hash().to_vec()).collect();
+    let (hashes, successors) = super::presented_hashes(state, presented);
     let mut ids: Vec<Uuid> =
-        db::sessions::presented_tokens(&state.db, &hashes, state.config.refresh_grace)
+        db::sessions::presented_tokens(&state.db, &hashes, &successors, state.config.refresh_grace)
             .await?
             .into_iter()
             .filter(|t| t.current && t.session_live)
