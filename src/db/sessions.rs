@@ -303,9 +303,9 @@ pub struct RevokedSession {
     pub tokens_until: i64,
 }
 
-/// Revokes one session (only if it is not revoked yet), optionally only if `owner` owns it.
-/// `None`: no such session (or not theirs). `Some(None)`-like cases are folded: an already
-/// revoked session is returned as found with an empty revocation.
+/// Revokes one session, optionally only if `owner` owns it. Returns `None` when there is no such
+/// session (or it is not the owner's); otherwise its owner, and the revocation this call made
+/// (`None` when the session was already revoked: revoking again is a no-op).
 pub async fn revoke_one(
     db: impl PgExecutor<'_>,
     session_id: Uuid,
