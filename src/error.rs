@@ -68,6 +68,12 @@ pub enum ApiError {
     UserNotFound,
     #[error("this email is already registered")]
     EmailTaken,
+    #[error("this link or token is unknown, used or expired")]
+    EmailTokenInvalid,
+    #[error("the code is wrong, expired or no longer valid; request a new one")]
+    EmailCodeInvalid,
+    #[error("confirm your email address before signing in")]
+    EmailNotVerified,
     #[error("the request took too long")]
     RequestTimeout,
     #[error("too many requests; retry later")]
@@ -94,13 +100,15 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Validation(_) | InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Validation(_) | InvalidJson(_) | EmailTokenInvalid => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized | InvalidToken | TokenExpired | SessionRevoked | SessionExpired
             | InvalidCredentials | UserDisabled | RefreshTokenMissing | RefreshTokenInvalid
-            | RefreshTokenReused => StatusCode::UNAUTHORIZED,
-            Forbidden | CsrfRejected | RegistrationClosed => StatusCode::FORBIDDEN,
+            | RefreshTokenReused | EmailCodeInvalid => StatusCode::UNAUTHORIZED,
+            Forbidden | CsrfRejected | RegistrationClosed | EmailNotVerified => {
+                StatusCode::FORBIDDEN
+            }
             NotFound | SessionNotFound | UserNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -137,6 +145,9 @@ impl ApiError {
             SessionNotFound => "session_not_found",
             UserNotFound => "user_not_found",
             EmailTaken => "email_taken",
+            EmailTokenInvalid => "email_token_invalid",
+            EmailCodeInvalid => "email_code_invalid",
+            EmailNotVerified => "email_not_verified",
             RequestTimeout => "request_timeout",
             RateLimited { .. } => "rate_limited",
             Unavailable | DatabaseUnavailable => "unavailable",

@@ -49,6 +49,8 @@ pub struct NewSessionSpec<'a> {
     /// The password hash the login verified, if it was a password login: the session is only
     /// created if it is still the user's current hash.
     pub password_hash: Option<&'a str>,
+    /// How the user proved who they are (`sessions.auth_method`).
+    pub auth_method: crate::domain::AuthMethod,
 }
 
 #[derive(FromRow)]
@@ -75,12 +77,13 @@ pub async fn create(
             FOR SHARE
          ), s AS (
             INSERT INTO sessions (id, user_id, expires_at, absolute_expires_at, user_agent, ip,
-                                  access_expires_at)
+                                  access_expires_at, auth_method)
             SELECT $1, u.id,
                    now() + make_interval(secs => LEAST($4, $5)),
                    now() + make_interval(secs => $5),
                    $6, $7,
-                   now() + make_interval(secs => LEAST($8, $5))
+                   now() + make_interval(secs => LEAST($8, $5)),
+                   $10
             FROM u
             RETURNING id, expires_at, absolute_expires_at
          ), t AS (
@@ -99,6 +102,7 @@ pub async fn create(
     .bind(spec.ip)
     .bind(secs(spec.access_ttl))
     .bind(spec.password_hash)
+    .bind(spec.auth_method.as_str())
     .fetch_optional(db)
     .await
 }

@@ -40,23 +40,29 @@ impl User {
 pub struct UserCredentials {
     #[sqlx(flatten)]
     pub user: User,
-    pub password_hash: String,
+    /// `None`: the account was created by an emailed code and has no password yet.
+    pub password_hash: Option<String>,
 }
 
+/// Inserts a user. `password_hash: None` creates an account without a password (sign-up by an
+/// emailed code, which also proves the address: `email_verified`). Errors: `EmailTaken`.
 pub async fn insert(
     db: impl PgExecutor<'_>,
     email: &Email,
-    password_hash: &str,
+    password_hash: Option<&str>,
     roles: &[String],
+    email_verified: bool,
 ) -> Result<User, InsertError> {
     let res = sqlx::query_as::<_, User>(
-        "INSERT INTO users (id, email, password_hash, roles) VALUES ($1, $2, $3, $4)
+        "INSERT INTO users (id, email, password_hash, roles, email_verified)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING id, email, email_verified, roles, disabled, created_at",
     )
     .bind(Uuid::new_v4())
     .bind(email.as_str())
     .bind(password_hash)
     .bind(roles)
+    .bind(email_verified)
     .fetch_one(db)
     .await;
     match res {

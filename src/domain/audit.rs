@@ -41,6 +41,24 @@ impl RevokeReason {
     }
 }
 
+/// How a session was signed in (`sessions.auth_method`, the `method` of `login_succeeded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// Email and password.
+    Password,
+    /// A one-time code or link mailed to the account's address (API.md "Email").
+    EmailCode,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::EmailCode => "email_code",
+        }
+    }
+}
+
 /// The `kind` of an audit event (`auth_events.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {

@@ -5,7 +5,7 @@ mod client;
 mod email;
 mod password;
 
-pub use audit::{EventKind, RevokeReason};
+pub use audit::{AuthMethod, EventKind, RevokeReason};
 pub use client::{ClientInfo, MAX_USER_AGENT_CHARS};
 pub use email::Email;
 pub use password::{NewPassword, Password, preload_common_passwords};

@@ -114,11 +114,14 @@ async fn check(
         .verify_for(
             account,
             password.expose(),
-            found.as_ref().map(|c| c.password_hash.as_str()),
+            found.as_ref().and_then(|c| c.password_hash.as_deref()),
         )
         .await?;
-    Ok(found.filter(|_| ok).map(|c| VerifiedPassword {
-        user: c.user,
-        password_hash: c.password_hash,
+    // An account without a password (created by an emailed code) matches no password.
+    Ok(found.filter(|_| ok).and_then(|c| {
+        Some(VerifiedPassword {
+            user: c.user,
+            password_hash: c.password_hash?,
+        })
     }))
 }

@@ -155,7 +155,7 @@ pub async fn create_user(
     client: &ClientInfo,
 ) -> Result<User, ApiError> {
     let mut tx = state_db.begin().await?;
-    let user = db::users::insert(&mut *tx, email, password_hash, roles).await?;
+    let user = db::users::insert(&mut *tx, email, Some(password_hash), roles, false).await?;
     let mut e =
         Event::new(EventKind::UserRegistered, Some(user.id), client).actor_opt(actor.id(user.id));
     if actor == Actor::Operator {

@@ -17,7 +17,7 @@ use crate::{
         sessions::{NewSessionSpec, RevokedSession},
         users::User,
     },
-    domain::{ClientInfo, EventKind, RevokeReason},
+    domain::{AuthMethod, ClientInfo, EventKind, RevokeReason},
     error::ApiError,
     factors::password::VerifiedPassword,
     state::AppState,
@@ -69,6 +69,7 @@ pub async fn login(
         user_agent: client.user_agent.as_deref(),
         ip: ip.as_deref(),
         password_hash: proof.password_hash(),
+        auth_method: AuthMethod::Password,
     };
     let Some(session) = db::sessions::create(&mut *tx, &spec).await? else {
         drop(tx);
