@@ -2,4 +2,5 @@
 //! session layer (`session::login`); none writes sessions itself.
 
 pub mod argon2;
+pub mod email;
 pub mod password;

@@ -13,6 +13,7 @@
 //! [`RevokeReason`]: crate::domain::RevokeReason
 
 pub mod account;
+pub mod email;
 pub mod login;
 pub mod refresh;
 pub mod revoke;
