@@ -96,8 +96,8 @@ impl Application {
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
         let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
-        let mailer = crate::mail::Mailer::start(&config, metrics.clone())
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let mailer =
+            crate::mail::Mailer::start(&config, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let state = AppState::new(Shared {
             mailer,
             code_key: Arc::new(crate::tokens::email::CodeKey::new(&code_secret)),

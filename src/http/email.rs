@@ -46,7 +46,10 @@ fn accepted() -> Response {
 
 fn parse_token(field: &str, raw: &str) -> Result<EmailToken, ApiError> {
     EmailToken::parse(raw.trim()).ok_or_else(|| {
-        ApiError::validation(field, "is not a token from one of our messages (43 characters)")
+        ApiError::validation(
+            field,
+            "is not a token from one of our messages (43 characters)",
+        )
     })
 }
 
@@ -231,8 +234,9 @@ async fn verify_code(
     let grant = match (body.email, body.code, body.token) {
         (Some(email), Some(code), None) => {
             let email = Email::parse("email", &email);
-            let code = Code::parse(&code)
-                .ok_or_else(|| FieldError::new("code", "must be the 6-digit code from the message"));
+            let code = Code::parse(&code).ok_or_else(|| {
+                FieldError::new("code", "must be the 6-digit code from the message")
+            });
             let (email, code) = match (email, code) {
                 (Ok(e), Ok(c)) => (e, c),
                 (e, c) => {

@@ -193,7 +193,10 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(rendered.subject)
-            .multipart(MultiPart::alternative_plain_html(rendered.text, rendered.html))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
             .map_err(|e| e.to_string())
     }
 }

@@ -15,21 +15,66 @@ use super::MessageKind;
 
 /// The built-in templates: (file name, source).
 const BUILT_IN: &[(&str, &str)] = &[
-    ("verify_email.subject.txt", include_str!("templates/verify_email.subject.txt")),
-    ("verify_email.txt", include_str!("templates/verify_email.txt")),
-    ("verify_email.html", include_str!("templates/verify_email.html")),
-    ("password_reset.subject.txt", include_str!("templates/password_reset.subject.txt")),
-    ("password_reset.txt", include_str!("templates/password_reset.txt")),
-    ("password_reset.html", include_str!("templates/password_reset.html")),
-    ("sign_in_code.subject.txt", include_str!("templates/sign_in_code.subject.txt")),
-    ("sign_in_code.txt", include_str!("templates/sign_in_code.txt")),
-    ("sign_in_code.html", include_str!("templates/sign_in_code.html")),
-    ("email_change.subject.txt", include_str!("templates/email_change.subject.txt")),
-    ("email_change.txt", include_str!("templates/email_change.txt")),
-    ("email_change.html", include_str!("templates/email_change.html")),
-    ("email_change_notice.subject.txt", include_str!("templates/email_change_notice.subject.txt")),
-    ("email_change_notice.txt", include_str!("templates/email_change_notice.txt")),
-    ("email_change_notice.html", include_str!("templates/email_change_notice.html")),
+    (
+        "verify_email.subject.txt",
+        include_str!("templates/verify_email.subject.txt"),
+    ),
+    (
+        "verify_email.txt",
+        include_str!("templates/verify_email.txt"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("templates/verify_email.html"),
+    ),
+    (
+        "password_reset.subject.txt",
+        include_str!("templates/password_reset.subject.txt"),
+    ),
+    (
+        "password_reset.txt",
+        include_str!("templates/password_reset.txt"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("templates/password_reset.html"),
+    ),
+    (
+        "sign_in_code.subject.txt",
+        include_str!("templates/sign_in_code.subject.txt"),
+    ),
+    (
+        "sign_in_code.txt",
+        include_str!("templates/sign_in_code.txt"),
+    ),
+    (
+        "sign_in_code.html",
+        include_str!("templates/sign_in_code.html"),
+    ),
+    (
+        "email_change.subject.txt",
+        include_str!("templates/email_change.subject.txt"),
+    ),
+    (
+        "email_change.txt",
+        include_str!("templates/email_change.txt"),
+    ),
+    (
+        "email_change.html",
+        include_str!("templates/email_change.html"),
+    ),
+    (
+        "email_change_notice.subject.txt",
+        include_str!("templates/email_change_notice.subject.txt"),
+    ),
+    (
+        "email_change_notice.txt",
+        include_str!("templates/email_change_notice.txt"),
+    ),
+    (
+        "email_change_notice.html",
+        include_str!("templates/email_change_notice.html"),
+    ),
 ];
 
 /// What a template can use.
@@ -68,10 +113,12 @@ impl Templates {
                 .map_err(|e| format!("built-in mail template {name}: {e}"))?;
         }
         if let Some(dir) = dir {
-            let what = |e: &dyn std::fmt::Display| format!("AUTHD_EMAIL_TEMPLATES={}: {e}", dir.display());
+            let what =
+                |e: &dyn std::fmt::Display| format!("AUTHD_EMAIL_TEMPLATES={}: {e}", dir.display());
             for entry in std::fs::read_dir(dir).map_err(|e| what(&e))? {
                 let path = entry.map_err(|e| what(&e))?.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+                else {
                     continue;
                 };
                 if name.starts_with('.') || !path.is_file() {
@@ -84,7 +131,8 @@ impl Templates {
                         known.join(", ")
                     )));
                 }
-                let source = std::fs::read_to_string(&path).map_err(|e| what(&format!("{name}: {e}")))?;
+                let source =
+                    std::fs::read_to_string(&path).map_err(|e| what(&format!("{name}: {e}")))?;
                 env.add_template_owned(name.clone(), source)
                     .map_err(|e| what(&format!("{name}: {e}")))?;
             }
@@ -158,7 +206,11 @@ mod tests {
     fn a_directory_overrides_by_name_and_bad_overrides_fail_at_load() {
         let dir = std::env::temp_dir().join(format!("authd-tpl-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("verify_email.subject.txt"), "Welcome to {{ app_name }}!\n").unwrap();
+        std::fs::write(
+            dir.join("verify_email.subject.txt"),
+            "Welcome to {{ app_name }}!\n",
+        )
+        .unwrap();
         let t = Templates::load(Some(&dir)).unwrap();
         let r = t.render(MessageKind::VerifyEmail, &vars()).unwrap();
         assert_eq!(r.subject, "Welcome to Acme <Corp>!");

@@ -105,7 +105,11 @@ impl fmt::Display for SmtpUrl {
             Some((u, _)) => format!("{u}:***@"),
             None => String::new(),
         };
-        write!(f, "{scheme}://{user}{}:{} ({:?} TLS)", self.host, self.port, self.tls)
+        write!(
+            f,
+            "{scheme}://{user}{}:{} ({:?} TLS)",
+            self.host, self.port, self.tls
+        )
     }
 }
 
@@ -154,14 +158,22 @@ impl Transport {
 
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         match self {
-            Self::Smtp(t) => t.send(message.clone()).await.map(drop).map_err(|e| SendError {
-                permanent: e.is_permanent(),
-                message: e.to_string(),
-            }),
-            Self::Outbox(t) => t.send(message.clone()).await.map(drop).map_err(|e| SendError {
-                permanent: false,
-                message: e.to_string(),
-            }),
+            Self::Smtp(t) => t
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(|e| SendError {
+                    permanent: e.is_permanent(),
+                    message: e.to_string(),
+                }),
+            Self::Outbox(t) => t
+                .send(message.clone())
+                .await
+                .map(drop)
+                .map_err(|e| SendError {
+                    permanent: false,
+                    message: e.to_string(),
+                }),
         }
     }
 }

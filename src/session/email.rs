@@ -42,7 +42,10 @@ where
     F: Future<Output = Result<(), ApiError>> + Send + 'static,
 {
     let Ok(permit) = state.email_work.clone().try_acquire_owned() else {
-        tracing::warn!(kind = kind.template(), "too many mail requests in progress; dropped");
+        tracing::warn!(
+            kind = kind.template(),
+            "too many mail requests in progress; dropped"
+        );
         state.metrics.email(kind, "dropped");
         return;
     };
@@ -108,7 +111,15 @@ pub async fn send_verification(
     }
     let ttl = state.config.email_verify_ttl;
     let event = Event::new(EventKind::EmailVerificationSent, Some(user.id), client);
-    let token = grant(state, Purpose::VerifyEmail, Some(user.id), &user.email, ttl, event).await?;
+    let token = grant(
+        state,
+        Purpose::VerifyEmail,
+        Some(user.id),
+        &user.email,
+        ttl,
+        event,
+    )
+    .await?;
     let v = vars(state, &user.email, link(state, "verify-email", &token), ttl);
     state
         .mailer
@@ -131,8 +142,21 @@ pub async fn mail_password_reset(
     }
     let ttl = state.config.password_reset_ttl;
     let event = Event::new(EventKind::PasswordResetRequested, Some(user.id), &client);
-    let token = grant(&state, Purpose::PasswordReset, Some(user.id), &user.email, ttl, event).await?;
-    let v = vars(&state, &user.email, link(&state, "reset-password", &token), ttl);
+    let token = grant(
+        &state,
+        Purpose::PasswordReset,
+        Some(user.id),
+        &user.email,
+        ttl,
+        event,
+    )
+    .await?;
+    let v = vars(
+        &state,
+        &user.email,
+        link(&state, "reset-password", &token),
+        ttl,
+    );
     state
         .mailer
         .enqueue(MessageKind::PasswordReset, Some(user.id), &user.email, &v);
@@ -172,7 +196,12 @@ pub async fn mail_sign_in_code(
         .detail(json!({ "signup": user_id.is_none() }));
     events::record(&mut *tx, &e).await?;
     tx.commit().await?;
-    let mut v = vars(&state, email.as_str(), link(&state, "email-sign-in", &token), ttl);
+    let mut v = vars(
+        &state,
+        email.as_str(),
+        link(&state, "email-sign-in", &token),
+        ttl,
+    );
     v.code = code.as_str().to_owned();
     state
         .mailer
@@ -244,8 +273,12 @@ pub async fn reset_password(
     if !db::users::reset_password(&mut *tx, user_id, &grant.email, &new_hash).await? {
         return Err(ApiError::EmailTokenInvalid);
     }
-    db::email_grants::end_for_user(&mut *tx, user_id, &[Purpose::PasswordReset, Purpose::SignIn])
-        .await?;
+    db::email_grants::end_for_user(
+        &mut *tx,
+        user_id,
+        &[Purpose::PasswordReset, Purpose::SignIn],
+    )
+    .await?;
     let target = revoke::Target::User {
         user: user_id,
         keep: None,
@@ -295,14 +328,25 @@ pub async fn request_email_change(
         event,
     )
     .await?;
-    let v = vars(state, new_email.as_str(), link(state, "verify-email", &token), ttl);
-    state
-        .mailer
-        .enqueue(MessageKind::EmailChange, Some(user.id), new_email.as_str(), &v);
+    let v = vars(
+        state,
+        new_email.as_str(),
+        link(state, "verify-email", &token),
+        ttl,
+    );
+    state.mailer.enqueue(
+        MessageKind::EmailChange,
+        Some(user.id),
+        new_email.as_str(),
+        &v,
+    );
     let mut notice = vars(state, &user.email, String::new(), ttl);
     notice.new_email = new_email.as_str().to_owned();
-    state
-        .mailer
-        .enqueue(MessageKind::EmailChangeNotice, Some(user.id), &user.email, &notice);
+    state.mailer.enqueue(
+        MessageKind::EmailChangeNotice,
+        Some(user.id),
+        &user.email,
+        &notice,
+    );
     Ok(())
 }

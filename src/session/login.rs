@@ -78,7 +78,11 @@ pub async fn login(
     let mut tx = state.db.begin().await?;
     let (user, password_hash, method) = match proof {
         Proof::Password(v) => (v.user, Some(v.password_hash), AuthMethod::Password),
-        Proof::EmailCode(g) => (redeem(&mut tx, &g, client).await?, None, AuthMethod::EmailCode),
+        Proof::EmailCode(g) => (
+            redeem(&mut tx, &g, client).await?,
+            None,
+            AuthMethod::EmailCode,
+        ),
     };
     let spec = NewSessionSpec {
         user_id: user.id,

@@ -58,10 +58,7 @@ impl Code {
     /// Accepts 6 to 8 ASCII digits, ignoring spaces and dashes a person may type
     /// (`123 456`, `123-456`).
     pub fn parse(raw: &str) -> Option<Self> {
-        let digits: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
+        let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         ((6..=8).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
             .then_some(Self(digits))
     }
