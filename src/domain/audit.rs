@@ -23,6 +23,9 @@ pub enum RevokeReason {
     Superseded,
     /// The user has more live sessions than AUTHD_MAX_SESSIONS; the least recently used went.
     SessionLimit,
+    /// The account was deleted (by its holder, an admin or the operator); its session rows
+    /// go with it, after this revocation told every instance.
+    UserDeleted,
 }
 
 impl RevokeReason {
@@ -37,6 +40,7 @@ impl RevokeReason {
             Self::RolesChanged => "roles_changed",
             Self::Superseded => "superseded",
             Self::SessionLimit => "session_limit",
+            Self::UserDeleted => "user_deleted",
         }
     }
 }
@@ -80,6 +84,12 @@ pub enum EventKind {
     RolesChanged,
     /// An admin changed their own roles: recorded apart, it is how privilege escalation shows.
     OwnRolesChanged,
+    /// The tombstone of a deleted account (detail: `by` = `self`/`admin`/`cli`,
+    /// `revoked_sessions`, and for `self` the `reauth` method). Never carries the address;
+    /// for `self` not the IP or user agent either.
+    UserDeleted,
+    /// A wrong `current_password` on `DELETE /auth/me`.
+    AccountDeletionFailed,
 }
 
 impl EventKind {
@@ -98,6 +108,8 @@ impl EventKind {
             Self::UserEnabled => "user_enabled",
             Self::RolesChanged => "roles_changed",
             Self::OwnRolesChanged => "own_roles_changed",
+            Self::UserDeleted => "user_deleted",
+            Self::AccountDeletionFailed => "account_deletion_failed",
         }
     }
 }
