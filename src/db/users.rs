@@ -166,6 +166,28 @@ pub async fn access_of(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Acces
         .await
 }
 
+/// Locks the user's row (`FOR UPDATE`) for the rest of the transaction: no session can be
+/// created for the user meanwhile (`sessions::create` locks it `FOR SHARE`). Returns whether
+/// the user exists.
+pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Deletes the user; sessions (tombstoned by their trigger), refresh tokens and email grants go
+/// with it by cascade, and the `authd_users` NOTIFY drops it from every instance's user cache.
+/// Returns whether a row was deleted.
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Applies an admin change; `None` fields stay as they are. Returns the user as it was and as it
 /// is now, if it exists (the row is locked, so "before" is exact).
 pub async fn update(

@@ -25,6 +25,9 @@ pub enum RevokeReason {
     Superseded,
     /// The user has more live sessions than AUTHD_MAX_SESSIONS; the least recently used went.
     SessionLimit,
+    /// The account was deleted (by its holder, an admin or the operator); its session rows
+    /// go with it, after this revocation told every instance.
+    UserDeleted,
 }
 
 impl RevokeReason {
@@ -40,6 +43,7 @@ impl RevokeReason {
             Self::RolesChanged => "roles_changed",
             Self::Superseded => "superseded",
             Self::SessionLimit => "session_limit",
+            Self::UserDeleted => "user_deleted",
         }
     }
 }
@@ -103,6 +107,12 @@ pub enum EventKind {
     EmailChanged,
     /// A wrong `current_password` on `POST /auth/email/change`.
     EmailChangeFailed,
+    /// The tombstone of a deleted account (detail: `by` = `self`/`admin`/`cli`,
+    /// `revoked_sessions`, and for `self` the `reauth` method). Never carries the address;
+    /// for `self` not the IP or user agent either.
+    UserDeleted,
+    /// A wrong `current_password` on `DELETE /auth/me`.
+    AccountDeletionFailed,
 }
 
 impl EventKind {
@@ -131,6 +141,8 @@ impl EventKind {
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::EmailChangeFailed => "email_change_failed",
+            Self::UserDeleted => "user_deleted",
+            Self::AccountDeletionFailed => "account_deletion_failed",
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     db::{self, users::User},
     domain::{ClientInfo, Email, EventKind, NewPassword, Password},
     error::{ApiError, FieldError},
-    factors::{email as email_factor, password},
+    factors::{email as email_factor, reauth},
     http::{
         auth::{TokenBody, presented_if_same_site, token_response},
         extract::Json,
@@ -271,14 +271,17 @@ async fn verify_code(
 struct EmailChange {
     #[schema(example = "ada@example.org", format = "email", max_length = 254)]
     new_email: String,
+    /// Required unless this session signed in with an emailed code less than 5 minutes ago
+    /// (accounts created by a code have no password).
     #[schema(min_length = 8, max_length = 128)]
-    current_password: String,
+    current_password: Option<String>,
 }
 
 crate::problems!(EmailChangeErrors: ApiError::InvalidCredentials, ApiError::EmailTaken, ApiError::UserDisabled, ApiError::UserNotFound, ApiError::RateLimited { retry_after_secs: 1 });
 
 /// Asks to change the account's address: a confirmation link to the new address, a notice to
 /// the old one; the switch happens when the link is confirmed (`POST /auth/email/verify`).
+/// Re-authentication: the current password, or a code sign-in of this session within 5 minutes.
 #[utoipa::path(
     post, path = "/auth/email/change", tag = "email", security(("bearer" = [])), request_body = EmailChange,
     responses(
@@ -293,7 +296,10 @@ async fn change_email(
     Json(body): Json<EmailChange>,
 ) -> Result<Response, ApiError> {
     let new_email = Email::parse("new_email", &body.new_email);
-    let current = Password::parse("current_password", body.current_password);
+    let current = body
+        .current_password
+        .map(|p| Password::parse("current_password", p))
+        .transpose();
     let (new_email, current) = match (new_email, current) {
         (Ok(e), Ok(p)) => (e, p),
         (e, p) => {
@@ -302,16 +308,21 @@ async fn change_email(
             ));
         }
     };
-    let verified = password::verify_current(
+    reauth::verify(
         &state,
         auth.user_id,
         auth.session_id,
-        &current,
+        current.as_ref(),
         &client,
         EventKind::EmailChangeFailed,
     )
     .await?;
-    flows::request_email_change(&state, &verified.user, auth.session_id, &new_email, &client)
-        .await?;
+    let user = db::users::by_id(&state.db, auth.user_id)
+        .await?
+        .ok_or(ApiError::UserNotFound)?;
+    if user.disabled {
+        return Err(ApiError::UserDisabled);
+    }
+    flows::request_email_change(&state, &user, auth.session_id, &new_email, &client).await?;
     Ok(accepted())
 }

@@ -86,7 +86,11 @@ async fn the_account_history_is_recorded_and_readable_by_its_owner() {
     let bob = app.signup_and_login("bob@example.test").await;
     assert_eq!(
         kinds(&app, "/auth/events", &bob.access).await,
-        ["login_succeeded", "email_verification_sent", "user_registered"]
+        [
+            "login_succeeded",
+            "email_verification_sent",
+            "user_registered"
+        ]
     );
 }
 
@@ -155,7 +159,11 @@ async fn admins_read_any_users_history_page_by_page_and_their_actions_are_attrib
         .collect();
     assert_eq!(
         kinds2,
-        ["login_succeeded", "email_verification_sent", "user_registered"]
+        [
+            "login_succeeded",
+            "email_verification_sent",
+            "user_registered"
+        ]
     );
     assert!(page2["next_before"].is_null());
 

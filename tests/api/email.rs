@@ -818,3 +818,32 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+#[tokio::test]
+async fn an_account_made_by_a_code_changes_its_address_right_after_a_code_sign_in() {
+    let sink = SmtpSink::start().await;
+    let app = spawn_with_sink(&sink, |_| {}).await;
+    post(
+        &app,
+        "/auth/email/code",
+        json!({ "email": "new@example.test" }),
+    )
+    .await;
+    let mail = sink.nth_to("new@example.test", 1).await;
+    let tokens = tokens_from(code_sign_in(&app, json!({ "token": mail.token() })).await).await;
+    let change = || {
+        app.client
+            .post(app.url("/auth/email/change"))
+            .bearer_auth(&tokens.access)
+            .json(&json!({ "new_email": "renamed@example.test" }))
+            .send()
+    };
+    assert_eq!(change().await.unwrap().status(), 202);
+    sink.nth_to("renamed@example.test", 1).await;
+    // Five minutes later the session no longer stands in for a password.
+    sqlx::query("UPDATE sessions SET created_at = created_at - interval '6 minutes'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_problem(change().await.unwrap(), 400, "validation_failed").await;
+}

@@ -13,6 +13,7 @@ mod cleanup;
 mod cli;
 mod cookies;
 mod credentials;
+mod deletion;
 mod email;
 mod errors;
 mod faults;
