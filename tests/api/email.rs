@@ -847,3 +847,64 @@ async fn an_account_made_by_a_code_changes_its_address_right_after_a_code_sign_i
         .unwrap();
     assert_problem(change().await.unwrap(), 400, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn a_code_sign_in_takes_an_unverified_account_back_from_whoever_registered_it() {
+    // Account pre-hijacking: someone registers the owner's address with their own password.
+    let sink = SmtpSink::start().await;
+    let app = spawn_with_sink(&sink, |_| {}).await;
+    wait_live(&app).await;
+    let squatter = app.signup_and_login("ann@example.test").await;
+    sink.nth_to("ann@example.test", 1).await; // the verification the owner ignores
+
+    post(
+        &app,
+        "/auth/email/code",
+        json!({ "email": "ann@example.test" }),
+    )
+    .await;
+    let mail = sink.nth_to("ann@example.test", 2).await;
+    let owner = tokens_from(code_sign_in(&app, json!({ "token": mail.token() })).await).await;
+    assert_eq!(app.me_status(&owner.access).await, 200);
+    assert_eq!(
+        app.me_status(&squatter.access).await,
+        401,
+        "the squatter's session ended"
+    );
+    assert_eq!(
+        app.revoked_reason(squatter.session_id).await.as_deref(),
+        Some("email_proven")
+    );
+    assert_problem(
+        app.login_response("ann@example.test", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+
+    // Once the address is verified, a code sign-in leaves the password and sessions alone.
+    let bob = app.signup_and_login("bob@example.test").await;
+    let verify = sink.nth_to("bob@example.test", 1).await;
+    post(
+        &app,
+        "/auth/email/verify",
+        json!({ "token": verify.token() }),
+    )
+    .await;
+    post(
+        &app,
+        "/auth/email/code",
+        json!({ "email": "bob@example.test" }),
+    )
+    .await;
+    let mail = sink.nth_to("bob@example.test", 2).await;
+    let res = code_sign_in(&app, json!({ "token": mail.token() })).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.me_status(&bob.access).await, 200);
+    assert_eq!(
+        app.login_response("bob@example.test", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
