@@ -8,7 +8,7 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     transport::smtp::{
         authentication::Credentials,
-        client::{Tls, TlsParameters},
+        client::{Certificate, Tls, TlsParameters},
     },
 };
 
@@ -127,10 +127,26 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// An SMTP transport (connections are pooled and opened on first use).
-    pub fn smtp(url: &SmtpUrl) -> Result<Self, String> {
+    /// An SMTP transport (connections are pooled and opened on first use). `ca_file`: PEM CA
+    /// certificates trusted besides the system's. Errors: an unreadable or invalid CA file, a
+    /// TLS setup failure.
+    pub fn smtp(url: &SmtpUrl, ca_file: Option<&Path>) -> Result<Self, String> {
+        let ca = match ca_file {
+            Some(path) => {
+                let what =
+                    |e: &dyn fmt::Display| format!("AUTHD_SMTP_CA_FILE={}: {e}", path.display());
+                let pem = std::fs::read(path).map_err(|e| what(&e))?;
+                Some(Certificate::from_pem(&pem).map_err(|e| what(&e))?)
+            }
+            None => None,
+        };
         let params = || {
-            TlsParameters::new(url.host.clone())
+            let mut builder = TlsParameters::builder(url.host.clone());
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder
+                .build()
                 .map_err(|e| format!("AUTHD_SMTP_URL: TLS setup failed: {e}"))
         };
         let tls = match url.tls {

@@ -908,3 +908,63 @@ async fn a_code_sign_in_takes_an_unverified_account_back_from_whoever_registered
         200
     );
 }
+
+async fn spawn_with_smtp(url: &str, ca: Option<&std::path::Path>) -> TestApp {
+    let url = authd::mail::SmtpUrl::parse(url).unwrap();
+    let ca = ca.map(|p| p.to_path_buf());
+    spawn_app_with(|c| {
+        c.smtp_url = Some(url);
+        c.smtp_ca_file = ca;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_or_implicit_tls_with_auth_and_a_verified_certificate() {
+    for (mode, scheme, query) in [
+        ("starttls", "smtp", "?tls=required"),
+        ("implicit", "smtps", ""),
+    ] {
+        let (sink, ca) = SmtpSink::start_tls(mode, "mailer:s3cret").await;
+        let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
+        let app = spawn_with_smtp(&url, Some(&ca)).await;
+        app.register("ann@example.test", PASSWORD).await;
+        let mail = sink.nth_to("ann@example.test", 1).await;
+        assert!(mail.link().contains("/verify-email#token="), "{mode}");
+
+        // A wrong password is a permanent failure: given up at once, nothing delivered.
+        let wrong = format!("{scheme}://mailer:wrong@127.0.0.1:{}{query}", sink.port);
+        let app = spawn_with_smtp(&wrong, Some(&ca)).await;
+        app.register("bob@example.test", PASSWORD).await;
+        let failed = eventually(Duration::from_secs(40), || async {
+            metric(
+                &app,
+                "authd_emails_total{kind=\"verify_email\",outcome=\"failed\"}",
+            )
+            .await
+                == 1.0
+        })
+        .await;
+        assert!(failed, "{mode}: a refused login is counted as failed");
+
+        // Without the CA the certificate is not trusted: nothing is delivered.
+        let app = spawn_with_smtp(&url, None).await;
+        app.register("cyd@example.test", PASSWORD).await;
+        let refused = eventually(Duration::from_secs(10), || async {
+            metric(
+                &app,
+                "authd_emails_total{kind=\"verify_email\",outcome=\"retried\"}",
+            )
+            .await
+                >= 1.0
+        })
+        .await;
+        assert!(
+            refused,
+            "{mode}: an untrusted certificate fails the attempt"
+        );
+        assert!(sink.messages_to("bob@example.test").is_empty());
+        assert!(sink.messages_to("cyd@example.test").is_empty());
+        let _ = std::fs::remove_dir_all(ca.parent().unwrap());
+    }
+}
