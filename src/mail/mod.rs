@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
 pub use templates::{Templates, Vars};
-pub use transport::{SmtpUrl, Transport};
+pub use transport::{SmtpUrl, SmtpUrlParser, Transport};
 
 use crate::{config::Config, telemetry::metrics::Metrics};
 

@@ -40,7 +40,7 @@ impl SmtpUrl {
     /// Parses `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or
     /// `smtps://[user:pass@]host[:port]`. Errors name what is wrong, never the password.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+        let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
         let tls_param = url
             .query_pairs()
             .find(|(k, _)| k == "tls")
@@ -85,6 +85,31 @@ impl SmtpUrl {
             tls,
             credentials,
         })
+    }
+}
+
+/// The clap parser of AUTHD_SMTP_URL: its errors never repeat the value (it may hold a
+/// password), unlike clap's own "invalid value '…'" message.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmtpUrlParser;
+
+impl clap::builder::TypedValueParser for SmtpUrlParser {
+    type Value = SmtpUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SmtpUrl, clap::Error> {
+        let fail = |e: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("AUTHD_SMTP_URL is not usable: {e}\n"),
+            )
+        };
+        let s = value.to_str().ok_or_else(|| fail("not UTF-8".into()))?;
+        SmtpUrl::parse(s).map_err(fail)
     }
 }
 
