@@ -421,7 +421,7 @@ async fn five_wrong_codes_kill_the_code_and_its_link() {
     )
     .await;
     assert_eq!(wrong_tries, 5, "each wrong code is audited");
-    let garbage = sign_in_by_code(&app, "ann@example.test", &"12ab56").await;
+    let garbage = sign_in_by_code(&app, "ann@example.test", "12ab56").await;
     assert_problem(garbage, 400, "validation_failed").await;
     let both = code_sign_in(&app, json!({ "token": mail.token(), "code": right })).await;
     assert_problem(both, 400, "validation_failed").await;
