@@ -1,4 +1,4 @@
-//! The cleanup task: ended sessions, dead tombstones and old audit events, in batches — never a
+//! The cleanup task: ended sessions, dead tombstones, ended email grants and old audit events, in batches — never a
 //! row a live access token still needs, whatever the retention.
 
 use std::time::Duration;
@@ -231,4 +231,43 @@ async fn superseded_refresh_tokens_are_pruned_and_still_detected_as_reuse() {
     assert_problem(app.refresh_with(&chain[63]).await, 401, "session_revoked").await;
     let never = "A".repeat(43);
     assert_problem(app.refresh_with(&never).await, 401, "refresh_token_invalid").await;
+}
+
+#[tokio::test]
+async fn ended_email_grants_are_cleaned_up_and_live_ones_kept() {
+    let app = spawn_app().await;
+    app.register("ann@example.test", PASSWORD).await; // a live verification grant
+    // Expired two hours ago; used two hours ago; used five minutes ago (kept for an hour).
+    for (token, expires_in_secs, used_secs_ago) in [
+        (1u8, -7200.0, None),
+        (2, 3600.0, Some(7200.0)),
+        (3, 3600.0, Some(300.0)),
+    ] {
+        sqlx::query(
+            "INSERT INTO email_grants (id, purpose, email, token_hash, expires_at, used_at)
+             VALUES (gen_random_uuid(), 'sign_in', 'x@example.test', $1,
+                     now() + make_interval(secs => $2), now() - make_interval(secs => $3))",
+        )
+        .bind(vec![token; 32])
+        .bind(expires_in_secs)
+        .bind(used_secs_ago)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    // The app's own cleanup loop may run at the same moment: judge by what is left.
+    cleanup::email_grants_once(&app.db).await.unwrap();
+    let left: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT token_hash FROM email_grants WHERE email = 'x@example.test' ORDER BY token_hash",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(left, [vec![3u8; 32]], "only the recently used one stays");
+    let verification: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_grants WHERE purpose = 'verify_email'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(verification, 1, "the live verification stays");
 }
