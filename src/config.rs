@@ -167,6 +167,73 @@ pub struct Config {
     /// How long audit events (`auth_events`) are kept.
     #[arg(long, env = "AUTHD_AUDIT_RETENTION", value_name = "AUTHD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
     pub audit_retention: Duration,
+
+    /// SMTP server for outgoing mail: `smtp://host:port` (STARTTLS when offered),
+    /// `smtp://host:port?tls=required`, `smtps://user:pass@host:465` (implicit TLS). Unset: mail
+    /// is written as .eml files to AUTHD_EMAIL_OUTBOX (development only).
+    #[arg(long, env = "AUTHD_SMTP_URL", value_name = "AUTHD_SMTP_URL", value_parser = crate::mail::SmtpUrl::parse, global = true, hide_env_values = true)]
+    pub smtp_url: Option<crate::mail::SmtpUrl>,
+
+    /// Directory mail is written to (as .eml files) when AUTHD_SMTP_URL is unset.
+    #[arg(
+        long,
+        env = "AUTHD_EMAIL_OUTBOX",
+        value_name = "AUTHD_EMAIL_OUTBOX",
+        default_value = "./outbox",
+        global = true
+    )]
+    pub email_outbox: PathBuf,
+
+    /// The From of every message (RFC 5322 mailbox: `Name <address>` or `address`).
+    #[arg(long, env = "AUTHD_MAIL_FROM", value_name = "AUTHD_MAIL_FROM", default_value = "authd <no-reply@localhost>", value_parser = parse_mailbox, global = true)]
+    pub mail_from: lettre::message::Mailbox,
+
+    /// Base URL of the single-page app that mailed links point at (`{url}/verify-email#token=…`).
+    /// Unset: the first of AUTHD_ALLOWED_ORIGINS, else AUTHD_ISSUER.
+    #[arg(long, env = "AUTHD_APP_URL", value_name = "AUTHD_APP_URL", value_parser = parse_app_url, global = true)]
+    pub app_url: Option<String>,
+
+    /// The product name used in mail subjects and bodies.
+    #[arg(
+        long,
+        env = "AUTHD_APP_NAME",
+        value_name = "AUTHD_APP_NAME",
+        default_value = "authd",
+        global = true
+    )]
+    pub app_name: String,
+
+    /// Directory whose files override the built-in mail templates by name
+    /// (`<kind>.subject.txt`, `<kind>.txt`, `<kind>.html`; see the README).
+    #[arg(
+        long,
+        env = "AUTHD_EMAIL_TEMPLATES",
+        value_name = "AUTHD_EMAIL_TEMPLATES",
+        global = true
+    )]
+    pub email_templates: Option<PathBuf>,
+
+    /// Whether a user must confirm their address before signing in with a password
+    /// (403 email_not_verified, only after a correct password).
+    #[arg(long, env = "AUTHD_REQUIRE_EMAIL_VERIFIED", value_name = "AUTHD_REQUIRE_EMAIL_VERIFIED", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub require_email_verified: bool,
+
+    /// Whether a sign-in code may create the account it is sent to (unset: follows
+    /// AUTHD_OPEN_REGISTRATION).
+    #[arg(long, env = "AUTHD_EMAIL_SIGNUP", value_name = "AUTHD_EMAIL_SIGNUP", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub email_signup: Option<bool>,
+
+    /// How long an email-verification (or email-change) link stays valid.
+    #[arg(long, env = "AUTHD_EMAIL_VERIFY_TTL", value_name = "AUTHD_EMAIL_VERIFY_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub email_verify_ttl: Duration,
+
+    /// How long a password-reset link stays valid.
+    #[arg(long, env = "AUTHD_PASSWORD_RESET_TTL", value_name = "AUTHD_PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration, global = true)]
+    pub password_reset_ttl: Duration,
+
+    /// How long a sign-in code (and its link) stays valid.
+    #[arg(long, env = "AUTHD_EMAIL_CODE_TTL", value_name = "AUTHD_EMAIL_CODE_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub email_code_ttl: Duration,
 }
 
 /// SameSite attribute values.
@@ -242,6 +309,23 @@ impl Config {
         Ok(())
     }
 
+    /// Where mailed links point: AUTHD_APP_URL, else the first allowed origin, else the issuer;
+    /// without a trailing slash.
+    pub fn app_url(&self) -> String {
+        let url = self
+            .app_url
+            .as_deref()
+            .or(self.allowed_origins.0.first().map(String::as_str))
+            .unwrap_or(&self.issuer.url);
+        url.trim_end_matches('/').to_string()
+    }
+
+    /// Whether a sign-in code may create an account (AUTHD_EMAIL_SIGNUP, else
+    /// AUTHD_OPEN_REGISTRATION).
+    pub fn email_signup(&self) -> bool {
+        self.email_signup.unwrap_or(self.open_registration)
+    }
+
     fn cookie_path_covers(&self, path: &str) -> bool {
         let p = self.cookie_path.trim_end_matches('/');
         p.is_empty() || path == p || path.starts_with(&format!("{p}/"))
@@ -304,6 +388,22 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
 }
 
 /// Origin of a URL as browsers serialize it in the `Origin` header.
+fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
+    s.parse()
+        .map_err(|e| format!("not a mailbox like `authd <no-reply@example.com>`: {e}"))
+}
+
+fn parse_app_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
 pub fn origin_of(input: &str) -> Result<String, String> {
     let url = url::Url::parse(input.trim()).map_err(|e| format!("{input:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod factors;
 pub mod http;
 pub mod live;
+pub mod mail;
 pub mod session;
 pub mod state;
 pub mod telemetry;

@@ -54,6 +54,12 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fast failure while the database is down.
     pub db_health: Arc<DbHealth>,
+    /// Renders and queues outgoing mail (delivered off the request path).
+    pub mailer: Arc<crate::mail::Mailer>,
+    /// Keys the HMAC that stores sign-in codes.
+    pub code_key: Arc<crate::tokens::email::CodeKey>,
+    /// Bounds the mail requests handled in the background (forgot password, sign-in codes).
+    pub email_work: Arc<tokio::sync::Semaphore>,
     /// The serialized OpenAPI document, built on first request.
     pub openapi: std::sync::OnceLock<Bytes>,
 }

@@ -1,4 +1,4 @@
-//! Periodic deletion of ended sessions, dead tombstones and old audit events, in small batches
+//! Periodic deletion of ended sessions, dead tombstones, ended email grants and old audit events, in small batches
 //! so no statement holds locks for long.
 //!
 //! Part of the revocation invariant (see `live`): a session is deleted only once every access
@@ -54,6 +54,12 @@ where
     }
 }
 
+/// Deletes mailed grants that expired or were used more than an hour ago (kept that long so
+/// a late second click still finds a used grant rather than nothing; the answer is the same).
+pub async fn email_grants_once(db: &PgPool) -> Result<u64, sqlx::Error> {
+    batched(|| db::email_grants::delete_ended(db, Duration::from_secs(3600), BATCH)).await
+}
+
 pub async fn run_forever(
     db: PgPool,
     interval: Duration,
@@ -79,6 +85,11 @@ pub async fn run_forever(
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "dead session tombstones cleaned up"),
             Err(e) => tracing::warn!(error = %e, "tombstone cleanup failed"),
+        }
+        match email_grants_once(&db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "ended email grants cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "email grant cleanup failed"),
         }
         match events_once(&db, audit_retention).await {
             Ok(0) => {}

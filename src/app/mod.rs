@@ -25,6 +25,9 @@ use ratelimit::RateLimits;
 
 /// Most password hashes waiting or running at once; beyond it logins get 503.
 const HASH_QUEUE: usize = 256;
+/// Mail requests (forgot password, sign-in codes) handled in the background at once, at most;
+/// beyond it a request is answered the same way and its message dropped (and counted).
+const EMAIL_WORK: usize = 64;
 
 /// Connects (creating the database if needed) with bounded retries, then migrates.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
@@ -72,6 +75,7 @@ impl Application {
         let pool = prepare_database(&config).await?;
         let keys = load_keys(&pool, &config).await?;
         let secret = db::keys::server_secret(&pool, "refresh_successor").await?;
+        let code_secret = db::keys::server_secret(&pool, "email_code").await?;
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -91,7 +95,13 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
+        let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
+        let mailer =
+            crate::mail::Mailer::start(&config, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let state = AppState::new(Shared {
+            mailer,
+            code_key: Arc::new(crate::tokens::email::CodeKey::new(&code_secret)),
+            email_work: Arc::new(tokio::sync::Semaphore::new(EMAIL_WORK)),
             db: pool,
             jwt: Arc::new(Jwt::new(
                 keys,
@@ -107,7 +117,7 @@ impl Application {
             users: Arc::new(UserCache::default()),
             keys_changed: Arc::new(tokio::sync::Notify::new()),
             last_key_reload: Arc::new(tokio::sync::Mutex::new(None)),
-            metrics: Arc::new(crate::telemetry::metrics::Metrics::new()),
+            metrics,
             db_health: dbhealth::DbHealth::new(db::connect_options(&config.database_url)?),
             openapi: std::sync::OnceLock::new(),
             config: Arc::new(config),

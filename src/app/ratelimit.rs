@@ -2,6 +2,7 @@
 //! account: password checks (login, password change, and every later factor that verifies a
 //! password) 5/min per (IP, account), 20/min per IP and 30/min per account from all IPs together
 //! (a botnet cannot guess faster at one account); register 10/min per IP; refresh 120/min per IP;
+//! mail 3 per 15 min per address and 20/hour per IP; code and link checks 30/min per IP;
 //! each with a burst of that size. An account is its normalized email, whether or not it exists. Keys are fixed-size (the email is hashed with a per-process
 //! random key), stale keys are dropped every few seconds, and each store is capped, so a flood
 //! of distinct keys cannot grow memory without bound.
@@ -48,7 +49,21 @@ struct Limiter<K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     fn per_minute(n: u32) -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self::new(Quota::per_minute(
+            NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+        ))
+    }
+
+    /// `n` per `window`, with a burst of `n`.
+    fn per(n: u32, window: Duration) -> Self {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(window / n.get())
+            .map(|q| q.allow_burst(n))
+            .unwrap_or_else(|| Quota::per_minute(n));
+        Self::new(quota)
+    }
+
+    fn new(quota: Quota) -> Self {
         Self {
             quota,
             inner: RwLock::new(Arc::new(RateLimiter::keyed(quota))),
@@ -100,6 +115,9 @@ pub struct RateLimits {
     password_account: Limiter<u64>,
     register_ip: Limiter<ClientKey>,
     refresh_ip: Limiter<ClientKey>,
+    email_send_address: Limiter<u64>,
+    email_send_ip: Limiter<ClientKey>,
+    email_check_ip: Limiter<ClientKey>,
     email_hasher: std::collections::hash_map::RandomState,
 }
 
@@ -117,6 +135,9 @@ impl RateLimits {
             password_account: Limiter::per_minute(30),
             register_ip: Limiter::per_minute(10),
             refresh_ip: Limiter::per_minute(120),
+            email_send_address: Limiter::per(3, Duration::from_secs(15 * 60)),
+            email_send_ip: Limiter::per(20, Duration::from_secs(60 * 60)),
+            email_check_ip: Limiter::per_minute(30),
             email_hasher: Default::default(),
         }
     }
@@ -141,6 +162,22 @@ impl RateLimits {
         self.refresh_ip.check(&ClientKey::from(ip))
     }
 
+    /// One message mailed to `address` (normalized, whether or not it has an account) at the
+    /// request of `ip`: 3 per 15 minutes per address, 20 per hour per IP (API.md "Email").
+    pub fn email_send(&self, ip: Option<IpAddr>, address: &str) -> Result<(), ApiError> {
+        if let Some(ip) = ip {
+            self.email_send_ip.check(&ClientKey::from(ip))?;
+        }
+        self.email_send_address
+            .check(&self.email_hasher.hash_one(address))
+    }
+
+    /// One check of a mailed code or link from `ip` (30/min; each code also dies after 5
+    /// wrong tries).
+    pub fn email_check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.email_check_ip.check(&ClientKey::from(ip))
+    }
+
     /// Drops keys whose limits have fully replenished.
     pub fn housekeeping(&self) {
         self.login_ip.housekeeping();
@@ -148,6 +185,9 @@ impl RateLimits {
         self.password_account.housekeeping();
         self.register_ip.housekeeping();
         self.refresh_ip.housekeeping();
+        self.email_send_address.housekeeping();
+        self.email_send_ip.housekeeping();
+        self.email_check_ip.housekeeping();
     }
 
     /// Keys held right now (for metrics and tests).
@@ -157,6 +197,9 @@ impl RateLimits {
             + self.password_account.len()
             + self.register_ip.len()
             + self.refresh_ip.len()
+            + self.email_send_address.len()
+            + self.email_send_ip.len()
+            + self.email_check_ip.len()
     }
 }
 

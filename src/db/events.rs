@@ -155,6 +155,33 @@ pub async fn list(
     Ok(events)
 }
 
+/// Erases the history of a user being deleted, keeping what others need (see the migration
+/// `20261201000002_account_deletion.sql`): events another account caused (`actor_id` neither
+/// null nor the user: an admin's actions) and those from the command line (`detail.via` =
+/// `cli`) stay; everything else recorded about the user (their logins, failures, logouts, own
+/// changes, with IPs and user agents) is deleted. Events the user caused on other accounts are
+/// not touched. Returns how many were deleted.
+pub async fn erase_history_of(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM auth_events
+         WHERE user_id = $1
+           AND (actor_id IS NULL OR actor_id = $1)
+           AND detail->>'via' IS DISTINCT FROM 'cli'",
+    )
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Whether any event names `user_id` (a deleted user's tombstone, say).
+pub async fn any_for(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM auth_events WHERE user_id = $1)")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
+}
+
 /// Deletes up to `batch` events older than `retention`. Returns how many.
 pub async fn delete_older_than(
     db: impl PgExecutor<'_>,

@@ -1,5 +1,6 @@
 //! All SQL lives here. Functions take `impl PgExecutor` so callers choose pool or transaction.
 
+pub mod email_grants;
 pub mod events;
 pub mod keys;
 pub mod revocations;

@@ -383,6 +383,30 @@ pub async fn revoke_ids(
     .await
 }
 
+/// Whether `session_id` is a live session of `user_id` signed in by `method` less than
+/// `within` ago (database time): the "recent sign-in" of `factors::reauth`.
+pub async fn signed_in_recently(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    user_id: Uuid,
+    method: crate::domain::AuthMethod,
+    within: Duration,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM sessions
+            WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > now()
+              AND auth_method = $3 AND created_at > now() - make_interval(secs => $4)
+         )",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(method.as_str())
+    .bind(secs(within))
+    .fetch_one(db)
+    .await
+}
+
 /// Revokes the least recently used live sessions of a user beyond the newest `keep` of them.
 pub async fn revoke_beyond(
     db: impl PgExecutor<'_>,

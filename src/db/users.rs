@@ -166,6 +166,28 @@ pub async fn access_of(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Acces
         .await
 }
 
+/// Locks the user's row (`FOR UPDATE`) for the rest of the transaction: no session can be
+/// created for the user meanwhile (`sessions::create` locks it `FOR SHARE`). Returns whether
+/// the user exists.
+pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Deletes the user; sessions (tombstoned by their trigger), refresh tokens and email grants go
+/// with it by cascade, and the `authd_users` NOTIFY drops it from every instance's user cache.
+/// Returns whether a row was deleted.
+pub async fn delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Applies an admin change; `None` fields stay as they are. Returns the user as it was and as it
 /// is now, if it exists (the row is locked, so "before" is exact).
 pub async fn update(
@@ -193,4 +215,91 @@ pub async fn update(
     .fetch_optional(db)
     .await?;
     Ok(row.map(|r| (r.user, r.old_roles)))
+}
+
+/// Marks `email` verified for user `id`, only if it is still the user's address (a link
+/// mailed before an address change proves nothing about the new one). `None`: no such user
+/// with that address.
+pub async fn mark_verified(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE users SET email_verified = true, updated_at = now()
+         WHERE id = $1 AND email = $2
+         RETURNING id, email, email_verified, roles, disabled, created_at",
+    )
+    .bind(id)
+    .bind(email)
+    .fetch_optional(db)
+    .await
+}
+
+/// The account of a confirmed address, created (without a password) if there is none: the
+/// sign-up by an emailed code. Returns the user and whether it was created. One statement, so
+/// a concurrent registration of the same address cannot fail it.
+pub async fn upsert_verified(
+    db: impl PgExecutor<'_>,
+    email: &str,
+) -> Result<(User, bool), sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        inserted: bool,
+    }
+    let row: Row = sqlx::query_as(
+        "INSERT INTO users (id, email, password_hash, email_verified) VALUES ($1, $2, NULL, true)
+         ON CONFLICT (email) DO UPDATE SET email_verified = true, updated_at = now()
+         RETURNING id, email, email_verified, roles, disabled, created_at, (xmax = 0) AS inserted",
+    )
+    .bind(Uuid::new_v4())
+    .bind(email)
+    .fetch_one(db)
+    .await?;
+    Ok((row.user, row.inserted))
+}
+
+/// Sets a new password (a reset) and marks the address verified, only if `email` is still the
+/// user's address. Returns whether it was set.
+pub async fn reset_password(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+    new_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE users SET password_hash = $3, email_verified = true, updated_at = now()
+         WHERE id = $1 AND email = $2",
+    )
+    .bind(id)
+    .bind(email)
+    .bind(new_hash)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Switches the user to a confirmed new address. Errors: `EmailTaken` (another account has it
+/// now). `Ok(None)`: no such user.
+pub async fn change_email(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    new_email: &str,
+) -> Result<Option<User>, InsertError> {
+    let res = sqlx::query_as(
+        "UPDATE users SET email = $2, email_verified = true, updated_at = now() WHERE id = $1
+         RETURNING id, email, email_verified, roles, disabled, created_at",
+    )
+    .bind(id)
+    .bind(new_email)
+    .fetch_optional(db)
+    .await;
+    match res {
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
+            Err(InsertError::EmailTaken)
+        }
+        other => Ok(other?),
+    }
 }

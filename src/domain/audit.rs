@@ -15,6 +15,8 @@ pub enum RevokeReason {
     RefreshTokenReused,
     /// The password was changed; every other session ends.
     PasswordChanged,
+    /// The password was reset through a mailed link; every session ends.
+    PasswordReset,
     /// The user was disabled.
     UserDisabled,
     /// A role was taken away: tokens carrying it must not outlive the change (ASVS 5.0 8.3.2).
@@ -23,6 +25,9 @@ pub enum RevokeReason {
     Superseded,
     /// The user has more live sessions than AUTHD_MAX_SESSIONS; the least recently used went.
     SessionLimit,
+    /// The account was deleted (by its holder, an admin or the operator); its session rows
+    /// go with it, after this revocation told every instance.
+    UserDeleted,
 }
 
 impl RevokeReason {
@@ -33,10 +38,12 @@ impl RevokeReason {
             Self::AdminRevoked => "admin_revoked",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
             Self::UserDisabled => "user_disabled",
             Self::RolesChanged => "roles_changed",
             Self::Superseded => "superseded",
             Self::SessionLimit => "session_limit",
+            Self::UserDeleted => "user_deleted",
         }
     }
 }
@@ -80,6 +87,32 @@ pub enum EventKind {
     RolesChanged,
     /// An admin changed their own roles: recorded apart, it is how privilege escalation shows.
     OwnRolesChanged,
+    /// A verification link was mailed to the user's address.
+    EmailVerificationSent,
+    /// The user confirmed their address.
+    EmailVerified,
+    /// A password-reset link was mailed (to a known address; unknown ones leave no row).
+    PasswordResetRequested,
+    /// The password was set through a reset link (detail: `revoked_sessions`).
+    PasswordReset,
+    /// A sign-in code was mailed (`user_id` NULL: to an address that may sign up).
+    EmailCodeSent,
+    /// A wrong sign-in code (detail: `attempts`).
+    EmailCodeFailed,
+    /// An unknown, used, expired or wrong-purpose link token was presented (detail: `purpose`).
+    EmailTokenRejected,
+    /// An address change was asked for (a link to the new address, a notice to the old).
+    EmailChangeRequested,
+    /// The account switched to its new, confirmed address.
+    EmailChanged,
+    /// A wrong `current_password` on `POST /auth/email/change`.
+    EmailChangeFailed,
+    /// The tombstone of a deleted account (detail: `by` = `self`/`admin`/`cli`,
+    /// `revoked_sessions`, and for `self` the `reauth` method). Never carries the address;
+    /// for `self` not the IP or user agent either.
+    UserDeleted,
+    /// A wrong `current_password` on `DELETE /auth/me`.
+    AccountDeletionFailed,
 }
 
 impl EventKind {
@@ -98,6 +131,18 @@ impl EventKind {
             Self::UserEnabled => "user_enabled",
             Self::RolesChanged => "roles_changed",
             Self::OwnRolesChanged => "own_roles_changed",
+            Self::EmailVerificationSent => "email_verification_sent",
+            Self::EmailVerified => "email_verified",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailCodeSent => "email_code_sent",
+            Self::EmailCodeFailed => "email_code_failed",
+            Self::EmailTokenRejected => "email_token_rejected",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
+            Self::EmailChangeFailed => "email_change_failed",
+            Self::UserDeleted => "user_deleted",
+            Self::AccountDeletionFailed => "account_deletion_failed",
         }
     }
 }

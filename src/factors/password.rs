@@ -43,7 +43,8 @@ impl std::fmt::Debug for VerifiedPassword {
 }
 
 /// Checks an email and password (login). Errors: `rate_limited`, `invalid_credentials` (unknown
-/// email and wrong password alike), `user_disabled` (only after a correct password),
+/// email and wrong password alike), `user_disabled` and, with AUTHD_REQUIRE_EMAIL_VERIFIED,
+/// `email_not_verified` (both only after a correct password),
 /// `unavailable` (argon2 queue full or database down).
 pub async fn verify_login(
     state: &AppState,
@@ -62,6 +63,11 @@ pub async fn verify_login(
         Some(v) if v.user.disabled => {
             events::record(&state.db, &failure("user_disabled")).await?;
             Err(ApiError::UserDisabled)
+        }
+        // Only after a correct password, so it reveals nothing to someone without it.
+        Some(v) if state.config.require_email_verified && !v.user.email_verified => {
+            events::record(&state.db, &failure("email_not_verified")).await?;
+            Err(ApiError::EmailNotVerified)
         }
         Some(v) => Ok(v),
         None => {

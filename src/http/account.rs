@@ -1,4 +1,5 @@
-//! /auth/me and /auth/password: the caller's own account.
+//! /auth/me and /auth/password: the caller's own account (reading it, changing its password,
+//! deleting it).
 
 use axum::{
     body::Bytes,
@@ -14,15 +15,15 @@ use crate::{
     db::{self, users::User},
     domain::{ClientInfo, EventKind, NewPassword, Password},
     error::ApiError,
-    factors::password,
+    factors::{password, reauth},
     http::{extract::Json, extractors::AuthUser},
-    session,
+    session::{self, Actor},
     state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(me))
+        .routes(routes!(me, delete_me))
         .routes(routes!(change_password))
 }
 
@@ -110,4 +111,65 @@ async fn change_password(
     let hash = state.hasher.hash(new.expose()).await?;
     session::account::change_password(&state, &verified, auth.session_id, &hash, &client).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+struct AccountDeletion {
+    /// The current password. May be left out (send `{}`) when this session signed in with an
+    /// emailed code less than 5 minutes ago: accounts created by a code have no password.
+    #[schema(min_length = 8, max_length = 128)]
+    current_password: Option<String>,
+}
+
+crate::problems!(DeleteMeErrors: ApiError::Validation(vec![]), ApiError::InvalidCredentials, ApiError::UserDisabled, ApiError::UserNotFound, ApiError::RateLimited { retry_after_secs: 1 });
+
+/// Deletes the caller's account.
+///
+/// Every session of the account is revoked first (access tokens rejected everywhere within
+/// 1 s), then the account and its credentials are deleted; the refresh cookie is cleared.
+/// Re-authentication: the current
+/// password (wrong: 401 `invalid_credentials`, rate-limited and audited like a login), or none
+/// if this session signed in with an emailed code less than 5 minutes ago (otherwise 400
+/// `validation_failed` on `current_password`). The audit trail keeps a `user_deleted`
+/// tombstone without the address.
+#[utoipa::path(
+    delete, path = "/auth/me", tag = "auth", security(("bearer" = [])), request_body = AccountDeletion,
+    responses(
+        DeleteMeErrors,
+        (status = 204, description = "Deleted; the cookie is cleared"),
+    )
+)]
+async fn delete_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    client: ClientInfo,
+    Json(body): Json<AccountDeletion>,
+) -> Result<Response, ApiError> {
+    let current = body
+        .current_password
+        .map(|p| Password::parse("current_password", p))
+        .transpose()
+        .map_err(|e| ApiError::Validation(vec![e]))?;
+    let proof = reauth::verify(
+        &state,
+        auth.user_id,
+        auth.session_id,
+        current.as_ref(),
+        &client,
+        EventKind::AccountDeletionFailed,
+    )
+    .await?;
+    session::account::delete_user(
+        &state,
+        proof.user_id,
+        Actor::Subject,
+        &client,
+        Some(proof.method),
+    )
+    .await?;
+    Ok((
+        [(header::SET_COOKIE, state.cookies.clear())],
+        StatusCode::NO_CONTENT,
+    )
+        .into_response())
 }

@@ -1,4 +1,5 @@
-//! /admin: user lookup and changes, and forced logout. Every route needs the `admin` role.
+//! /admin: user lookup, changes and deletion, and forced logout. Every route needs the `admin`
+//! role.
 
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use crate::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users))
-        .routes(routes!(get_user, update_user))
+        .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(user_sessions, revoke_user_sessions))
         .routes(routes!(revoke_session))
 }
@@ -204,6 +205,40 @@ async fn update_user(
         session::account::update_user(&state, id, &change, Actor::Admin(admin.user_id), &client)
             .await?;
     Ok(axum::Json(user))
+}
+
+crate::problems!(DeleteUserErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);
+
+/// Deletes a user's account.
+///
+/// Every session of the user is revoked first (access tokens rejected everywhere within 1 s),
+/// then the account and its credentials are deleted. The audit trail keeps a `user_deleted` tombstone (without the
+/// address) and what admins did to the account. An admin cannot delete their own account here
+/// (400: that is `DELETE /auth/me`, which asks for the password), so no admin session can end
+/// itself by mistake, the last admin included.
+#[utoipa::path(
+    delete, path = "/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        DeleteUserErrors,
+        (status = 204, description = "Deleted"),
+    )
+)]
+async fn delete_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    client: ClientInfo,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = user_id(&id)?;
+    if id == admin.user_id {
+        return Err(ApiError::validation(
+            "id",
+            "you cannot delete your own account here; use DELETE /auth/me",
+        ));
+    }
+    session::account::delete_user(&state, id, Actor::Admin(admin.user_id), &client, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 crate::problems!(UserSessionsErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);

@@ -25,7 +25,7 @@ use crate::{
     session::{self, Actor, Issued, login::Proof, revoke::Target},
     state::AppState,
     telemetry::metrics::outcome_of,
-    tokens::cookies::PresentedCookie,
+    tokens::{cookies::PresentedCookie, refresh::RefreshToken},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -98,6 +98,15 @@ async fn register(
     let user =
         session::account::create_user(&state.db, &email, &hash, &[], Actor::Subject, &client)
             .await?;
+    // The account exists either way: a limited or failed send only means the user asks for
+    // another link (POST /auth/email/verify/request).
+    let sent = match session::email::may_send(&state, &client, &user.email) {
+        Ok(()) => session::email::send_verification(&state, &user, &client).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(user_id = %user.id, error = %e, "no verification email at registration");
+    }
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 
@@ -116,7 +125,7 @@ pub struct TokenBody {
 }
 
 /// 200 with a fresh access token, the refresh cookie, and no-store caching (RFC 6749 §5.1).
-fn token_response(state: &AppState, issued: Issued) -> Response {
+pub(super) fn token_response(state: &AppState, issued: Issued) -> Response {
     let cookie = state.cookies.set(&issued.refresh, issued.cookie_max_age);
     let body = TokenBody {
         access_token: issued.access_token,
@@ -169,22 +178,26 @@ async fn try_login(
 ) -> Result<Response, ApiError> {
     let (email, password) = parse_credentials(body, Password::parse)?;
     let verified = password::verify_login(state, &email, &password, client).await?;
-    // The session this browser had (its refresh cookie) is superseded by the new one; only for
-    // a request that passes the CSRF origin check, so a cross-site login form cannot end it.
+    let presented = presented_if_same_site(state, headers);
+    let issued =
+        session::login::login(state, Proof::Password(verified), client, &presented).await?;
+    Ok(token_response(state, issued))
+}
+
+/// The refresh tokens this browser sent, whose sessions a new sign-in supersedes; only for a
+/// request that passes the CSRF origin check, so a cross-site sign-in form cannot end them.
+pub(super) fn presented_if_same_site(state: &AppState, headers: &HeaderMap) -> Vec<RefreshToken> {
     let same_site = csrf::check(
         headers,
         &state.config.issuer.origin,
         &state.config.allowed_origins,
     )
     .is_ok();
-    let presented = if same_site {
+    if same_site {
         state.cookies.read(headers).into_tokens()
     } else {
         Vec::new()
-    };
-    let issued =
-        session::login::login(state, Proof::Password(verified), client, &presented).await?;
-    Ok(token_response(state, issued))
+    }
 }
 
 crate::problems!(RefreshErrors: ApiError::RefreshTokenMissing, ApiError::RefreshTokenInvalid, ApiError::RefreshTokenReused, ApiError::SessionRevoked, ApiError::SessionExpired, ApiError::UserDisabled, ApiError::CsrfRejected, ApiError::RateLimited { retry_after_secs: 1 });

@@ -87,7 +87,8 @@ async fn own_events(
 
 crate::problems!(UserEventsErrors: ApiError::Validation(vec![]), ApiError::UserNotFound);
 
-/// A user's account history, with every actor's id, IP and user agent.
+/// A user's account history, with every actor's id, IP and user agent. For a deleted user, what
+/// the trail keeps: the `user_deleted` tombstone and what admins did to the account.
 #[utoipa::path(
     get, path = "/admin/users/{id}/events", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "User id (UUID)"), Page),
@@ -103,8 +104,10 @@ async fn user_events(
     Query(q): Query<Page>,
 ) -> Result<axum::Json<EventPage>, ApiError> {
     let id = parse_uuid(&id).ok_or(ApiError::UserNotFound)?;
-    db::users::by_id(&state.db, id)
-        .await?
-        .ok_or(ApiError::UserNotFound)?;
+    if db::users::by_id(&state.db, id).await?.is_none()
+        && !db::events::any_for(&state.db, id).await?
+    {
+        return Err(ApiError::UserNotFound);
+    }
     Ok(axum::Json(page(&state, id, q).await?))
 }

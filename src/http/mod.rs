@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod csrf;
+pub mod email;
 pub mod events;
 pub mod extract;
 pub mod extractors;
@@ -25,6 +26,7 @@ pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
     let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(auth::router())
         .merge(account::router())
+        .merge(email::router())
         .merge(introspect::router())
         .merge(sessions::router())
         .merge(events::router())

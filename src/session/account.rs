@@ -1,5 +1,6 @@
-//! Changes of a user that end sessions: a password change, disabling, and taking roles away.
-//! Each is one transaction with its audit rows; revoked sessions are published afterwards.
+//! Changes of a user that end sessions: a password change, disabling, taking roles away, and
+//! deleting the account. Each is one transaction with its audit rows; revoked sessions are
+//! published afterwards.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use crate::{
         events::{self, Event},
         users::User,
     },
-    domain::{ClientInfo, EventKind, RevokeReason},
+    domain::{AuthMethod, ClientInfo, EventKind, RevokeReason},
     error::ApiError,
     factors::password::VerifiedPassword,
     state::AppState,
@@ -165,4 +166,63 @@ pub async fn create_user(
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok(user)
+}
+
+/// Deletes a user's account (GDPR erasure), by the user themselves (`Actor::Subject`, after
+/// `factors::reauth`; `reauth` says how, for the audit trail), an admin or the operator.
+///
+/// In one transaction: the user row is locked (no new session can start), every session of the
+/// user is revoked through the revocation path (reason `user_deleted`: the NOTIFY tells every
+/// instance, each denies the tokens until they expire), the user's own history is erased
+/// ([`db::events::erase_history_of`]: what admins or the operator did to the account stays),
+/// the user row is deleted (sessions, tombstoned by their trigger, refresh tokens and email
+/// grants cascade; the user cache drops it on NOTIFY), and a `user_deleted` tombstone is
+/// recorded: user id, actor, detail `{by: "self"|"admin"|"cli", revoked_sessions}`, never the
+/// address, and for a self-deletion no IP or user agent (they are the deleted person's). After
+/// the commit the revocations are published here at once. Returns how many sessions were
+/// revoked. Errors: `user_not_found`, database errors.
+///
+/// Whether an admin may delete their own account this way is the caller's decision (the HTTP
+/// admin endpoint refuses it; `DELETE /auth/me` is the way).
+pub async fn delete_user(
+    ctx: &impl Context,
+    user_id: Uuid,
+    actor: Actor,
+    client: &ClientInfo,
+    reauth: Option<AuthMethod>,
+) -> Result<usize, ApiError> {
+    let mut tx = ctx.db().begin().await?;
+    if !db::users::lock(&mut *tx, user_id).await? {
+        return Err(ApiError::UserNotFound);
+    }
+    let target = revoke::Target::User {
+        user: user_id,
+        keep: None,
+    };
+    let (_, revoked) = revoke::revoke_in(&mut tx, target, RevokeReason::UserDeleted).await?;
+    let erased = db::events::erase_history_of(&mut *tx, user_id).await?;
+    db::users::delete(&mut *tx, user_id).await?;
+    let by = match actor {
+        Actor::Subject => "self",
+        Actor::Admin(_) => "admin",
+        Actor::Operator => "cli",
+    };
+    let mut detail = json!({ "by": by, "revoked_sessions": revoked.len() });
+    match (actor, reauth) {
+        (Actor::Subject, Some(method)) => detail["reauth"] = json!(method.as_str()),
+        (Actor::Operator, _) => detail["via"] = json!("cli"),
+        _ => {}
+    }
+    let from = match actor {
+        Actor::Subject => ClientInfo::default(),
+        _ => client.clone(),
+    };
+    let tombstone = Event::new(EventKind::UserDeleted, Some(user_id), &from)
+        .actor_opt(actor.id(user_id))
+        .detail(detail);
+    events::record(&mut *tx, &tombstone).await?;
+    tx.commit().await?;
+    publish(ctx, RevokeReason::UserDeleted, &revoked);
+    tracing::info!(user_id = %user_id, by, revoked = revoked.len(), erased_events = erased, "user deleted");
+    Ok(revoked.len())
 }

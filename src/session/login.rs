@@ -19,7 +19,7 @@ use crate::{
     },
     domain::{AuthMethod, ClientInfo, EventKind, RevokeReason},
     error::ApiError,
-    factors::password::VerifiedPassword,
+    factors::{email::VerifiedGrant, password::VerifiedPassword},
     state::AppState,
     tokens::refresh::RefreshToken,
 };
@@ -29,18 +29,35 @@ use crate::{
 pub enum Proof {
     /// A password matched; the session requires that hash to still be current.
     Password(VerifiedPassword),
+    /// A mailed code or link matched a live sign-in grant; the grant is consumed in the
+    /// transaction that creates the session (so one of two concurrent uses wins), the address is
+    /// marked verified, and a grant for an address without an account creates it.
+    EmailCode(VerifiedGrant),
 }
 
-impl Proof {
-    fn user(&self) -> &User {
-        match self {
-            Self::Password(v) => &v.user,
-        }
-    }
-
-    fn password_hash(&self) -> Option<&str> {
-        match self {
-            Self::Password(v) => Some(&v.password_hash),
+/// Consumes the sign-in grant and returns the user it signs in (created for a sign-up grant).
+/// Errors: `email_code_invalid` (used meanwhile, or the account's address changed).
+async fn redeem(
+    tx: &mut sqlx::PgConnection,
+    grant: &VerifiedGrant,
+    client: &ClientInfo,
+) -> Result<User, ApiError> {
+    let grant = db::email_grants::consume(&mut *tx, grant.id)
+        .await?
+        .ok_or(ApiError::EmailCodeInvalid)?;
+    match grant.user_id {
+        Some(id) => db::users::mark_verified(&mut *tx, id, &grant.email)
+            .await?
+            .ok_or(ApiError::EmailCodeInvalid),
+        None => {
+            let (user, created) = db::users::upsert_verified(&mut *tx, &grant.email).await?;
+            if created {
+                let e = Event::new(EventKind::UserRegistered, Some(user.id), client)
+                    .actor(user.id)
+                    .detail(json!({ "method": AuthMethod::EmailCode.as_str() }));
+                events::record(&mut *tx, &e).await?;
+            }
+            Ok(user)
         }
     }
 }
@@ -56,10 +73,17 @@ pub async fn login(
     presented: &[RefreshToken],
 ) -> Result<Issued, ApiError> {
     let config = &state.config;
-    let user = proof.user();
     let token = RefreshToken::generate();
     let ip = client.ip_string();
     let mut tx = state.db.begin().await?;
+    let (user, password_hash, method) = match proof {
+        Proof::Password(v) => (v.user, Some(v.password_hash), AuthMethod::Password),
+        Proof::EmailCode(g) => (
+            redeem(&mut tx, &g, client).await?,
+            None,
+            AuthMethod::EmailCode,
+        ),
+    };
     let spec = NewSessionSpec {
         user_id: user.id,
         token_hash: &token.hash(),
@@ -68,14 +92,15 @@ pub async fn login(
         access_ttl: config.access_ttl,
         user_agent: client.user_agent.as_deref(),
         ip: ip.as_deref(),
-        password_hash: proof.password_hash(),
-        auth_method: AuthMethod::Password,
+        password_hash: password_hash.as_deref(),
+        auth_method: method,
     };
     let Some(session) = db::sessions::create(&mut *tx, &spec).await? else {
         drop(tx);
         // The user was disabled, deleted or changed their password after the check.
         return Err(match db::users::access_of(&state.db, user.id).await? {
             Some(a) if a.disabled => ApiError::UserDisabled,
+            _ if method == AuthMethod::EmailCode => ApiError::EmailCodeInvalid,
             _ => ApiError::InvalidCredentials,
         });
     };
@@ -89,7 +114,8 @@ pub async fn login(
     .await?;
     let ok = Event::new(EventKind::LoginSucceeded, Some(user.id), client)
         .session(session.id)
-        .actor(user.id);
+        .actor(user.id)
+        .detail(json!({ "method": method.as_str() }));
     events::record(&mut *tx, &ok).await?;
     for (reason, ended) in [
         (RevokeReason::Superseded, &superseded),
@@ -105,10 +131,7 @@ pub async fn login(
     tx.commit().await?;
     publish(state, RevokeReason::Superseded, &superseded);
     publish(state, RevokeReason::SessionLimit, &evicted);
-    tracing::info!(user_id = %user.id, session_id = %session.id, "login");
-    let user = match proof {
-        Proof::Password(v) => v.user,
-    };
+    tracing::info!(user_id = %user.id, session_id = %session.id, method = method.as_str(), "login");
     issue(
         state,
         session.id,

@@ -3,7 +3,8 @@
 //! - [`login`]: a verified factor becomes a session (refresh cookie + access token);
 //! - [`refresh`]: the rotation rules of API.md (rotation, concurrent-refresh grace, reuse);
 //! - [`revoke`]: ending sessions, for every reason ([`RevokeReason`]);
-//! - [`account`]: changes of a user that end sessions (password change, disable, role changes).
+//! - [`account`]: changes of a user that end sessions (password change, disable, role changes,
+//!   account deletion).
 //!
 //! Each function writes its change and its audit row in one transaction, then, once committed,
 //! puts the revoked sessions on this instance's deny-list (other instances learn through NOTIFY)
@@ -13,6 +14,7 @@
 //! [`RevokeReason`]: crate::domain::RevokeReason
 
 pub mod account;
+pub mod email;
 pub mod login;
 pub mod refresh;
 pub mod revoke;

@@ -41,6 +41,12 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EmailLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolState {
     state: String,
 }
@@ -67,6 +73,8 @@ pub struct Metrics {
     denylist_size: Gauge,
     revocation_db_fallbacks: Gauge,
     rate_limit_keys: Gauge,
+    emails: Family<EmailLabels, Counter>,
+    email_queue: Gauge,
 }
 
 impl Default for Metrics {
@@ -98,6 +106,8 @@ impl Metrics {
             denylist_size: Gauge::default(),
             revocation_db_fallbacks: Gauge::default(),
             rate_limit_keys: Gauge::default(),
+            emails: Family::default(),
+            email_queue: Gauge::default(),
             registry: Registry::default(),
             http_handles: RwLock::default(),
         };
@@ -162,7 +172,33 @@ impl Metrics {
             "Keys held by the rate limiters",
             m.rate_limit_keys.clone(),
         );
+        registry.register(
+            "emails",
+            "Mail by kind and outcome: sent, retried (a temporary failure, tried again), failed \
+             (undeliverable, given up), dropped (queue full or not composable)",
+            m.emails.clone(),
+        );
+        registry.register(
+            "email_queue_depth",
+            "Messages waiting for a delivery slot",
+            m.email_queue.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts one mail outcome (`sent`, `retried`, `failed`, `dropped`).
+    pub fn email(&self, kind: crate::mail::MessageKind, outcome: &str) {
+        self.emails
+            .get_or_create(&EmailLabels {
+                kind: kind.template().to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Moves the mail queue depth by `delta`.
+    pub fn email_queued(&self, delta: i64) {
+        self.email_queue.inc_by(delta);
     }
 
     pub fn login(&self, outcome: &str) {

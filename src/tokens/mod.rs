@@ -2,6 +2,7 @@
 //! (opaque, hashed, rotated), and the one place the refresh cookie is built and read.
 
 pub mod cookies;
+pub mod email;
 pub mod jwt;
 pub mod keys;
 pub mod refresh;

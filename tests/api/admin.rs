@@ -31,6 +31,7 @@ async fn non_admins_get_403_on_every_admin_route() {
             .get(app.url(&format!("/admin/users/{id}/sessions"))),
         app.client
             .delete(app.url(&format!("/admin/users/{id}/sessions"))),
+        app.client.delete(app.url(&format!("/admin/users/{id}"))),
         app.client
             .delete(app.url(&format!("/admin/sessions/{sid}"))),
     ];

@@ -54,6 +54,7 @@ async fn the_account_history_is_recorded_and_readable_by_its_owner() {
             "login_succeeded",
             "login_succeeded",
             "login_failed",
+            "email_verification_sent",
             "user_registered"
         ]
     );
@@ -85,7 +86,11 @@ async fn the_account_history_is_recorded_and_readable_by_its_owner() {
     let bob = app.signup_and_login("bob@example.test").await;
     assert_eq!(
         kinds(&app, "/auth/events", &bob.access).await,
-        ["login_succeeded", "user_registered"]
+        [
+            "login_succeeded",
+            "email_verification_sent",
+            "user_registered"
+        ]
     );
 }
 
@@ -120,6 +125,7 @@ async fn admins_read_any_users_history_page_by_page_and_their_actions_are_attrib
             "user_disabled",
             "session_revoked",
             "login_succeeded",
+            "email_verification_sent",
             "user_registered"
         ]
     );
@@ -151,7 +157,14 @@ async fn admins_read_any_users_history_page_by_page_and_their_actions_are_attrib
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds2, ["login_succeeded", "user_registered"]);
+    assert_eq!(
+        kinds2,
+        [
+            "login_succeeded",
+            "email_verification_sent",
+            "user_registered"
+        ]
+    );
     assert!(page2["next_before"].is_null());
 
     assert_problem(

@@ -62,7 +62,8 @@ async fn old_events_are_cleaned_up() {
     let app = spawn_app().await;
     let t = app.signup_and_login("ann@example.test").await;
     sqlx::query(
-        "UPDATE auth_events SET at = now() - interval '100 days' WHERE kind = 'user_registered'",
+        "UPDATE auth_events SET at = now() - interval '100 days'
+         WHERE kind IN ('user_registered', 'email_verification_sent')",
     )
     .execute(&app.db)
     .await
@@ -70,7 +71,7 @@ async fn old_events_are_cleaned_up() {
     let n = cleanup::events_once(&app.db, Duration::from_secs(90 * 86_400))
         .await
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     assert_eq!(
         kinds(&app, "/auth/events", &t.access).await,
         ["login_succeeded"]

@@ -118,6 +118,8 @@ pub fn test_config(db_name: &str) -> Config {
     config.database_url = format!("{}/{}", server_url(), db_name);
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.db_max_connections = 8;
+    // Without an SMTP server mail goes to the outbox: a directory of this test's own.
+    config.email_outbox = std::env::temp_dir().join(format!("authd-outbox-{db_name}"));
     config
 }
 

@@ -23,10 +23,13 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" AUTHD_BIND="127.0.0
   AUTHD_INTROSPECTION_SECRET=schemathesis-introspection-secret-0123456789
 INTROSPECTION_SECRET=$AUTHD_INTROSPECTION_SECRET
 LOG=$(mktemp)
+# Mail (registration, forgot password, codes) goes to a throwaway outbox, never into the repo.
+export AUTHD_EMAIL_OUTBOX
+AUTHD_EMAIL_OUTBOX=$(mktemp -d)
 cleanup() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -f "$LOG"
+  rm -rf "$LOG" "$AUTHD_EMAIL_OUTBOX"
 }
 trap cleanup EXIT
 

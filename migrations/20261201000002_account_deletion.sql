@@ -1,0 +1,24 @@
+-- Account deletion (GDPR art. 17 erasure): DELETE /auth/me, DELETE /admin/users/{id} and the
+-- offline `authd user delete` remove the user row; sessions (tombstoned by the trigger of
+-- 20261130000002, so their tokens stay denied everywhere), refresh tokens and email grants go
+-- with it by cascade.
+--
+-- The audit trail must survive the deletion, so auth_events.user_id no longer references users
+-- (it cascaded: deleting a user erased every trace of the account, admins' actions included).
+-- What the session layer (session::account::delete_user) keeps of a deleted user's events, in
+-- the same transaction as the deletion:
+-- - a `user_deleted` tombstone: user id, when, who (actor_id: the user, the admin, or NULL for
+--   the command line), detail {by: self|admin|cli, revoked_sessions}. Never the address; for a
+--   self-deletion not the IP or user agent either (they are the deleted person's);
+-- - events another account or the operator caused (an admin disabled the user, changed their
+--   roles, forced a logout; CLI changes with detail.via = 'cli'): the accountability record of
+--   those actors, whose IP and user agent are theirs, not the deleted user's;
+-- - events where the deleted user acted on other accounts (as an admin): they belong to the
+--   other accounts' history.
+-- Every other event of the user (logins, failed logins, logouts, refreshes, their own changes,
+-- with the IP and user agent they came from) is deleted: personal data with no purpose once
+-- the account is gone. What is kept still expires with AUTHD_AUDIT_RETENTION.
+--
+-- user_id of a kept event may now name no user: readers must not assume the row exists
+-- (GET /admin/users/{id}/events lists a deleted user's tombstone).
+ALTER TABLE auth_events DROP CONSTRAINT auth_events_user_id_fkey;
