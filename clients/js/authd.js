@@ -291,7 +291,7 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
     },
 
     async verifyEmail(token) {
-      const { user } = await call("/auth/email/verify", json({ token }));
+      const user = await call("/auth/email/verify", json({ token }));
       updateUser(user);
       return user;
     },
