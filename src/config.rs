@@ -171,8 +171,18 @@ pub struct Config {
     /// SMTP server for outgoing mail: `smtp://host:port` (STARTTLS when offered),
     /// `smtp://host:port?tls=required`, `smtps://user:pass@host:465` (implicit TLS). Unset: mail
     /// is written as .eml files to AUTHD_EMAIL_OUTBOX (development only).
-    #[arg(long, env = "AUTHD_SMTP_URL", value_name = "AUTHD_SMTP_URL", value_parser = crate::mail::SmtpUrl::parse, global = true, hide_env_values = true)]
+    #[arg(long, env = "AUTHD_SMTP_URL", value_name = "AUTHD_SMTP_URL", value_parser = crate::mail::SmtpUrlParser, global = true, hide_env_values = true)]
     pub smtp_url: Option<crate::mail::SmtpUrl>,
+
+    /// PEM file of CA certificates to trust for the SMTP server's TLS certificate, besides the
+    /// system's (an internal relay with a private CA).
+    #[arg(
+        long,
+        env = "AUTHD_SMTP_CA_FILE",
+        value_name = "AUTHD_SMTP_CA_FILE",
+        global = true
+    )]
+    pub smtp_ca_file: Option<PathBuf>,
 
     /// Directory mail is written to (as .eml files) when AUTHD_SMTP_URL is unset.
     #[arg(

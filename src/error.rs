@@ -22,6 +22,17 @@ impl FieldError {
     }
 }
 
+/// Two parsed fields, or `validation_failed` listing the errors of both at once (a client
+/// learns every problem of a request in one round trip).
+pub fn both<A, B>(a: Result<A, FieldError>, b: Result<B, FieldError>) -> Result<(A, B), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(ApiError::Validation(
+            a.err().into_iter().chain(b.err()).collect(),
+        )),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("the request is not valid")]
@@ -209,6 +220,12 @@ impl IntoResponse for ApiError {
             res.extensions_mut().insert(DatabaseDown);
         }
         res
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        ApiError::Validation(vec![err])
     }
 }
 

@@ -72,6 +72,10 @@ pub struct Application {
 impl Application {
     /// Everything a server needs, bound to its port, not yet serving.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Mail first: a broken template or outbox stops the start before anything else.
+        let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
+        let mailer =
+            crate::mail::Mailer::start(&config, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let pool = prepare_database(&config).await?;
         let keys = load_keys(&pool, &config).await?;
         let secret = db::keys::server_secret(&pool, "refresh_successor").await?;
@@ -95,9 +99,6 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
-        let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
-        let mailer =
-            crate::mail::Mailer::start(&config, metrics.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let state = AppState::new(Shared {
             mailer,
             code_key: Arc::new(crate::tokens::email::CodeKey::new(&code_secret)),

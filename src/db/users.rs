@@ -236,29 +236,32 @@ pub async fn mark_verified(
     .await
 }
 
-/// The account of a confirmed address, created (without a password) if there is none: the
-/// sign-up by an emailed code. Returns the user and whether it was created. One statement, so
-/// a concurrent registration of the same address cannot fail it.
-pub async fn upsert_verified(
+/// Creates an account without a password for a confirmed address (the sign-up by an emailed
+/// code). `None`: the address has an account already (registered meanwhile); never an error,
+/// so the caller's transaction goes on.
+pub async fn insert_verified(
     db: impl PgExecutor<'_>,
     email: &str,
-) -> Result<(User, bool), sqlx::Error> {
-    #[derive(FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        user: User,
-        inserted: bool,
-    }
-    let row: Row = sqlx::query_as(
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as(
         "INSERT INTO users (id, email, password_hash, email_verified) VALUES ($1, $2, NULL, true)
-         ON CONFLICT (email) DO UPDATE SET email_verified = true, updated_at = now()
-         RETURNING id, email, email_verified, roles, disabled, created_at, (xmax = 0) AS inserted",
+         ON CONFLICT (email) DO NOTHING
+         RETURNING id, email, email_verified, roles, disabled, created_at",
     )
     .bind(Uuid::new_v4())
     .bind(email)
-    .fetch_one(db)
-    .await?;
-    Ok((row.user, row.inserted))
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn id_by_email(
+    db: impl PgExecutor<'_>,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(db)
+        .await
 }
 
 /// Sets a new password (a reset) and marks the address verified, only if `email` is still the
@@ -302,4 +305,39 @@ pub async fn change_email(
         }
         other => Ok(other?),
     }
+}
+
+/// A sign-in by an emailed code proved that the caller receives mail at `email`, still user
+/// `id`'s address: the address becomes verified. If it was not verified before, a password set
+/// on the account is dropped (account pre-hijacking: whoever registered the address with a
+/// password never proved they own it; the owner sets a password through a reset). Returns the
+/// user and whether a password was dropped; `None`: no such user with that address.
+pub async fn prove_address(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+) -> Result<Option<(User, bool)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        dropped_password: bool,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "WITH old AS (
+            SELECT id, email_verified, password_hash IS NOT NULL AS had_password
+            FROM users WHERE id = $1 AND email = $2 FOR UPDATE
+         )
+         UPDATE users u SET email_verified = true,
+                password_hash = CASE WHEN old.email_verified THEN u.password_hash END,
+                updated_at = now()
+         FROM old WHERE u.id = old.id
+         RETURNING u.id, u.email, u.email_verified, u.roles, u.disabled, u.created_at,
+                   (NOT old.email_verified AND old.had_password) AS dropped_password",
+    )
+    .bind(id)
+    .bind(email)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user, r.dropped_password)))
 }

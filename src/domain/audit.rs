@@ -25,6 +25,9 @@ pub enum RevokeReason {
     Superseded,
     /// The user has more live sessions than AUTHD_MAX_SESSIONS; the least recently used went.
     SessionLimit,
+    /// A code sign-in proved an address that was not verified: the sessions opened with the
+    /// password someone set before (account pre-hijacking) end, and the password is dropped.
+    EmailProven,
     /// The account was deleted (by its holder, an admin or the operator); its session rows
     /// go with it, after this revocation told every instance.
     UserDeleted,
@@ -44,6 +47,7 @@ impl RevokeReason {
             Self::Superseded => "superseded",
             Self::SessionLimit => "session_limit",
             Self::UserDeleted => "user_deleted",
+            Self::EmailProven => "email_proven",
         }
     }
 }

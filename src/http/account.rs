@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     db::{self, users::User},
     domain::{ClientInfo, EventKind, NewPassword, Password},
-    error::ApiError,
+    error::{ApiError, both},
     factors::{password, reauth},
     http::{extract::Json, extractors::AuthUser},
     session::{self, Actor},
@@ -91,14 +91,7 @@ async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     let current = Password::parse("current_password", body.current_password);
     let new = NewPassword::parse("new_password", body.new_password);
-    let (current, new) = match (current, new) {
-        (Ok(c), Ok(n)) => (c, n),
-        (c, n) => {
-            return Err(ApiError::Validation(
-                c.err().into_iter().chain(n.err()).collect(),
-            ));
-        }
-    };
+    let (current, new) = both(current, new)?;
     let verified = password::verify_current(
         &state,
         auth.user_id,
@@ -148,8 +141,7 @@ async fn delete_me(
     let current = body
         .current_password
         .map(|p| Password::parse("current_password", p))
-        .transpose()
-        .map_err(|e| ApiError::Validation(vec![e]))?;
+        .transpose()?;
     let proof = reauth::verify(
         &state,
         auth.user_id,

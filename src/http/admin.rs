@@ -69,7 +69,7 @@ async fn list_users(
 ) -> Result<axum::Json<UserList>, ApiError> {
     let users = match q.email {
         Some(raw) => {
-            let email = Email::parse("email", &raw).map_err(|e| ApiError::Validation(vec![e]))?;
+            let email = Email::parse("email", &raw)?;
             db::users::by_email(&state.db, &email)
                 .await?
                 .into_iter()

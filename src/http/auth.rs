@@ -15,7 +15,7 @@ use crate::{
     db::users::User,
     domain::RevokeReason,
     domain::{ClientInfo, Email, NewPassword, Password},
-    error::{ApiError, FieldError},
+    error::{ApiError, FieldError, both},
     factors::password,
     http::{
         csrf::{self, CsrfChecked},
@@ -55,14 +55,10 @@ fn parse_credentials<P>(
     body: Credentials,
     parse_password: impl FnOnce(&str, String) -> Result<P, FieldError>,
 ) -> Result<(Email, P), ApiError> {
-    let email = Email::parse("email", &body.email);
-    let password = parse_password("password", body.password);
-    match (email, password) {
-        (Ok(e), Ok(p)) => Ok((e, p)),
-        (e, p) => Err(ApiError::Validation(
-            e.err().into_iter().chain(p.err()).collect(),
-        )),
-    }
+    both(
+        Email::parse("email", &body.email),
+        parse_password("password", body.password),
+    )
 }
 
 crate::problems!(RegisterErrors: ApiError::RegistrationClosed, ApiError::EmailTaken, ApiError::RateLimited { retry_after_secs: 1 });

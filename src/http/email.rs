@@ -2,6 +2,8 @@
 //! "Email"). Handlers parse, apply the send limits, and call `session::email` (or
 //! `session::login` for a code sign-in).
 
+use std::future::Future;
+
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
@@ -15,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     db::{self, users::User},
     domain::{ClientInfo, Email, EventKind, NewPassword, Password},
-    error::{ApiError, FieldError},
+    error::{ApiError, FieldError, both},
     factors::{email as email_factor, reauth},
     http::{
         auth::{TokenBody, presented_if_same_site, token_response},
@@ -44,9 +46,9 @@ fn accepted() -> Response {
     (StatusCode::ACCEPTED, axum::Json(json!({}))).into_response()
 }
 
-fn parse_token(field: &str, raw: &str) -> Result<EmailToken, ApiError> {
+fn parse_token(field: &str, raw: &str) -> Result<EmailToken, FieldError> {
     EmailToken::parse(raw.trim()).ok_or_else(|| {
-        ApiError::validation(
+        FieldError::new(
             field,
             "is not a token from one of our messages (43 characters)",
         )
@@ -131,10 +133,30 @@ async fn forgot_password(
     client: ClientInfo,
     Json(body): Json<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    let email = Email::parse("email", &body.email).map_err(|e| ApiError::Validation(vec![e]))?;
+    mail_in_background(
+        state,
+        client,
+        body,
+        MessageKind::PasswordReset,
+        flows::mail_password_reset,
+    )
+}
+
+/// Parses the address, applies the send limits, and hands `job` to the background: the answer
+/// (202 `{}`) does not depend on whether the address has an account.
+fn mail_in_background<F>(
+    state: AppState,
+    client: ClientInfo,
+    body: EmailRequest,
+    kind: MessageKind,
+    job: impl FnOnce(AppState, Email, ClientInfo) -> F,
+) -> Result<Response, ApiError>
+where
+    F: Future<Output = Result<(), ApiError>> + Send + 'static,
+{
+    let email = Email::parse("email", &body.email)?;
     flows::may_send(&state, &client, email.as_str())?;
-    let job = flows::mail_password_reset(state.clone(), email, client);
-    flows::in_background(&state, MessageKind::PasswordReset, job);
+    flows::in_background(&state, kind, job(state.clone(), email, client));
     Ok(accepted())
 }
 
@@ -163,19 +185,10 @@ async fn reset_password(
     client: ClientInfo,
     Json(body): Json<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let token = parse_token("token", &body.token);
-    let new = NewPassword::parse("new_password", body.new_password);
-    let (token, new) = match (token, new) {
-        (Ok(t), Ok(n)) => (t, n),
-        (t, n) => {
-            let mut errors: Vec<FieldError> = Vec::new();
-            if let Err(ApiError::Validation(e)) = t {
-                errors.extend(e);
-            }
-            errors.extend(n.err());
-            return Err(ApiError::Validation(errors));
-        }
-    };
+    let (token, new) = both(
+        parse_token("token", &body.token),
+        NewPassword::parse("new_password", body.new_password),
+    )?;
     flows::reset_password(&state, &token, &new, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,11 +207,13 @@ async fn request_code(
     client: ClientInfo,
     Json(body): Json<EmailRequest>,
 ) -> Result<Response, ApiError> {
-    let email = Email::parse("email", &body.email).map_err(|e| ApiError::Validation(vec![e]))?;
-    flows::may_send(&state, &client, email.as_str())?;
-    let job = flows::mail_sign_in_code(state.clone(), email, client);
-    flows::in_background(&state, MessageKind::SignInCode, job);
-    Ok(accepted())
+    mail_in_background(
+        state,
+        client,
+        body,
+        MessageKind::SignInCode,
+        flows::mail_sign_in_code,
+    )
 }
 
 /// `{email, code}` (the code typed from the message) or `{token}` (its link).
@@ -237,14 +252,7 @@ async fn verify_code(
             let code = Code::parse(&code).ok_or_else(|| {
                 FieldError::new("code", "must be the 6-digit code from the message")
             });
-            let (email, code) = match (email, code) {
-                (Ok(e), Ok(c)) => (e, c),
-                (e, c) => {
-                    return Err(ApiError::Validation(
-                        e.err().into_iter().chain(c.err()).collect(),
-                    ));
-                }
-            };
+            let (email, code) = both(email, code)?;
             email_factor::verify_code(&state, &email, &code, &client).await?
         }
         (None, None, Some(token)) => {
@@ -300,14 +308,7 @@ async fn change_email(
         .current_password
         .map(|p| Password::parse("current_password", p))
         .transpose();
-    let (new_email, current) = match (new_email, current) {
-        (Ok(e), Ok(p)) => (e, p),
-        (e, p) => {
-            return Err(ApiError::Validation(
-                e.err().into_iter().chain(p.err()).collect(),
-            ));
-        }
-    };
+    let (new_email, current) = both(new_email, current)?;
     reauth::verify(
         &state,
         auth.user_id,

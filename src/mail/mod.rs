@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
 pub use templates::{Templates, Vars};
-pub use transport::{SmtpUrl, Transport};
+pub use transport::{SmtpUrl, SmtpUrlParser, Transport};
 
 use crate::{config::Config, telemetry::metrics::Metrics};
 
@@ -123,7 +123,7 @@ impl Mailer {
         let transport = match &config.smtp_url {
             Some(url) => {
                 tracing::info!(smtp = %url, "mail goes to the SMTP server");
-                Transport::smtp(url)?
+                Transport::smtp(url, config.smtp_ca_file.as_deref())?
             }
             None => {
                 tracing::warn!(

@@ -8,7 +8,7 @@ use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     transport::smtp::{
         authentication::Credentials,
-        client::{Tls, TlsParameters},
+        client::{Certificate, Tls, TlsParameters},
     },
 };
 
@@ -40,7 +40,7 @@ impl SmtpUrl {
     /// Parses `smtp://[user:pass@]host[:port][?tls=required|opportunistic|none]` or
     /// `smtps://[user:pass@]host[:port]`. Errors name what is wrong, never the password.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+        let url = url::Url::parse(s).map_err(|e| format!("not a URL ({e})"))?;
         let tls_param = url
             .query_pairs()
             .find(|(k, _)| k == "tls")
@@ -88,6 +88,31 @@ impl SmtpUrl {
     }
 }
 
+/// The clap parser of AUTHD_SMTP_URL: its errors never repeat the value (it may hold a
+/// password), unlike clap's own "invalid value '…'" message.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmtpUrlParser;
+
+impl clap::builder::TypedValueParser for SmtpUrlParser {
+    type Value = SmtpUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SmtpUrl, clap::Error> {
+        let fail = |e: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("AUTHD_SMTP_URL is not usable: {e}\n"),
+            )
+        };
+        let s = value.to_str().ok_or_else(|| fail("not UTF-8".into()))?;
+        SmtpUrl::parse(s).map_err(fail)
+    }
+}
+
 impl fmt::Debug for SmtpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
@@ -127,10 +152,26 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// An SMTP transport (connections are pooled and opened on first use).
-    pub fn smtp(url: &SmtpUrl) -> Result<Self, String> {
+    /// An SMTP transport (connections are pooled and opened on first use). `ca_file`: PEM CA
+    /// certificates trusted besides the system's. Errors: an unreadable or invalid CA file, a
+    /// TLS setup failure.
+    pub fn smtp(url: &SmtpUrl, ca_file: Option<&Path>) -> Result<Self, String> {
+        let ca = match ca_file {
+            Some(path) => {
+                let what =
+                    |e: &dyn fmt::Display| format!("AUTHD_SMTP_CA_FILE={}: {e}", path.display());
+                let pem = std::fs::read(path).map_err(|e| what(&e))?;
+                Some(Certificate::from_pem(&pem).map_err(|e| what(&e))?)
+            }
+            None => None,
+        };
         let params = || {
-            TlsParameters::new(url.host.clone())
+            let mut builder = TlsParameters::builder(url.host.clone());
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            builder
+                .build()
                 .map_err(|e| format!("AUTHD_SMTP_URL: TLS setup failed: {e}"))
         };
         let tls = match url.tls {

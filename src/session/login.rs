@@ -35,31 +35,49 @@ pub enum Proof {
     EmailCode(VerifiedGrant),
 }
 
-/// Consumes the sign-in grant and returns the user it signs in (created for a sign-up grant).
-/// Errors: `email_code_invalid` (used meanwhile, or the account's address changed).
+/// Consumes the sign-in grant and returns the user it signs in (created for a sign-up grant),
+/// with the sessions that ended because the code proved an address nobody had verified (see
+/// `db::users::prove_address`). Errors: `email_code_invalid` (used meanwhile, or the account's
+/// address changed).
 async fn redeem(
     tx: &mut sqlx::PgConnection,
     grant: &VerifiedGrant,
     client: &ClientInfo,
-) -> Result<User, ApiError> {
+) -> Result<(User, Vec<RevokedSession>), ApiError> {
     let grant = db::email_grants::consume(&mut *tx, grant.id)
         .await?
         .ok_or(ApiError::EmailCodeInvalid)?;
-    match grant.user_id {
-        Some(id) => db::users::mark_verified(&mut *tx, id, &grant.email)
-            .await?
-            .ok_or(ApiError::EmailCodeInvalid),
+    let id = match grant.user_id {
+        Some(id) => id,
         None => {
-            let (user, created) = db::users::upsert_verified(&mut *tx, &grant.email).await?;
-            if created {
+            if let Some(user) = db::users::insert_verified(&mut *tx, &grant.email).await? {
                 let e = Event::new(EventKind::UserRegistered, Some(user.id), client)
                     .actor(user.id)
                     .detail(json!({ "method": AuthMethod::EmailCode.as_str() }));
                 events::record(&mut *tx, &e).await?;
+                return Ok((user, Vec::new()));
             }
-            Ok(user)
+            // Someone registered the address since the code was sent: the code proves it.
+            db::users::id_by_email(&mut *tx, &grant.email)
+                .await?
+                .ok_or(ApiError::EmailCodeInvalid)?
         }
+    };
+    let (user, dropped_password) = db::users::prove_address(&mut *tx, id, &grant.email)
+        .await?
+        .ok_or(ApiError::EmailCodeInvalid)?;
+    if !dropped_password {
+        return Ok((user, Vec::new()));
     }
+    let ended = db::sessions::revoke_all(&mut *tx, id, None, RevokeReason::EmailProven).await?;
+    let e = Event::new(EventKind::SessionsRevoked, Some(id), client).detail(json!({
+        "reason": RevokeReason::EmailProven.as_str(),
+        "count": ended.len(),
+        "password_dropped": true,
+    }));
+    events::record(&mut *tx, &e).await?;
+    tracing::info!(user_id = %id, revoked = ended.len(), "unverified password dropped by a code sign-in");
+    Ok((user, ended))
 }
 
 /// Creates a session for the proven user. `presented` are the refresh tokens the browser sent
@@ -76,13 +94,17 @@ pub async fn login(
     let token = RefreshToken::generate();
     let ip = client.ip_string();
     let mut tx = state.db.begin().await?;
-    let (user, password_hash, method) = match proof {
-        Proof::Password(v) => (v.user, Some(v.password_hash), AuthMethod::Password),
-        Proof::EmailCode(g) => (
-            redeem(&mut tx, &g, client).await?,
-            None,
-            AuthMethod::EmailCode,
+    let (user, password_hash, method, proven) = match proof {
+        Proof::Password(v) => (
+            v.user,
+            Some(v.password_hash),
+            AuthMethod::Password,
+            Vec::new(),
         ),
+        Proof::EmailCode(g) => {
+            let (user, ended) = redeem(&mut tx, &g, client).await?;
+            (user, None, AuthMethod::EmailCode, ended)
+        }
     };
     let spec = NewSessionSpec {
         user_id: user.id,
@@ -129,6 +151,7 @@ pub async fn login(
         }
     }
     tx.commit().await?;
+    publish(state, RevokeReason::EmailProven, &proven);
     publish(state, RevokeReason::Superseded, &superseded);
     publish(state, RevokeReason::SessionLimit, &evicted);
     tracing::info!(user_id = %user.id, session_id = %session.id, method = method.as_str(), "login");

@@ -59,6 +59,46 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn a_bad_mail_setting_stops_the_start_without_echoing_a_secret() {
+    for url in [
+        "smtps://mailer:supersecret@mail.test?tls=bogus",
+        "ftp://mailer:supersecret@mail.test",
+        "smtp://mailer:supersecret@[::1",
+    ] {
+        let out = authd_command("unused")
+            .env("AUTHD_SMTP_URL", url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("AUTHD_SMTP_URL"), "{stderr}");
+        assert!(
+            !stderr.contains("supersecret"),
+            "the password leaked: {stderr}"
+        );
+    }
+    // A template directory that cannot be used stops the start before the database is touched
+    // (the guard drops the database should a regression create it).
+    let dir = std::env::temp_dir().join(format!("authd-bad-templates-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("password_reset.txt"), "{{ linkk }}").unwrap();
+    let db = TestDb::new();
+    let out = authd_command(db.name())
+        .env("AUTHD_EMAIL_TEMPLATES", &dir)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("AUTHD_EMAIL_TEMPLATES") && stderr.contains("password_reset.txt"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn an_unreachable_database_fails_after_a_bounded_retry() {
     let out = authd_command("x")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/authd")

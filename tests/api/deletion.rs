@@ -166,7 +166,11 @@ async fn deleting_your_account_revokes_every_session_everywhere_and_frees_the_ad
         .collect();
     assert_eq!(
         kinds,
-        ["login_succeeded", "email_verification_sent", "user_registered"],
+        [
+            "login_succeeded",
+            "email_verification_sent",
+            "user_registered"
+        ],
         "none of the old account's history"
     );
 }

@@ -24,6 +24,11 @@ async fn expire_grants(app: &TestApp) {
         .unwrap();
 }
 
+/// The one number a `SELECT count(*) …` returns.
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap()
+}
+
 async fn events_of_kind(app: &TestApp, kind: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM auth_events WHERE kind = $1")
         .bind(kind)
@@ -137,10 +142,7 @@ async fn with_verification_required_an_unverified_user_is_told_only_after_a_corr
     assert_problem(wrong, 401, "invalid_credentials").await;
     let right = app.login_response("ann@example.test", PASSWORD).await;
     assert_problem(right, 403, "email_not_verified").await;
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let sessions = count(&app, "SELECT count(*) FROM sessions").await;
     assert_eq!(sessions, 0);
 
     let mail = sink.nth_to("ann@example.test", 1).await;
@@ -195,11 +197,11 @@ async fn forgot_password_answers_the_same_for_known_and_unknown_addresses() {
     .await;
     assert!(resets, "30 reset links (and the verification) arrived");
     assert!(sink.messages_to("nobody@example.test").is_empty());
-    let grants: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM email_grants WHERE email = 'nobody@example.test'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let grants = count(
+        &app,
+        "SELECT count(*) FROM email_grants WHERE email = 'nobody@example.test'",
+    )
+    .await;
     assert_eq!(grants, 0);
 }
 
@@ -214,12 +216,7 @@ async fn a_reset_sets_the_password_verifies_and_ends_every_session_everywhere_wi
     let laptop = b.login("ann@example.test").await;
     sink.nth_to("ann@example.test", 1).await; // verification
 
-    let res = post(
-        &a,
-        "/auth/password/forgot",
-        json!({ "email": "Ann@Example.test " }),
-    )
-    .await;
+    let res = forgot(&a, "Ann@Example.test ").await;
     assert_eq!(res.status(), 202);
     let first = sink.nth_to("ann@example.test", 2).await;
     assert!(
@@ -227,12 +224,7 @@ async fn a_reset_sets_the_password_verifies_and_ends_every_session_everywhere_wi
         "{}",
         first.link()
     );
-    let res = post(
-        &a,
-        "/auth/password/forgot",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    let res = forgot(&a, "ann@example.test").await;
     assert_eq!(res.status(), 202);
     let second = sink.nth_to("ann@example.test", 3).await;
 
@@ -300,12 +292,7 @@ async fn an_expired_reset_link_sets_nothing() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     let ann = app.signup_and_login("ann@example.test").await;
-    post(
-        &app,
-        "/auth/password/forgot",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    forgot(&app, "ann@example.test").await;
     let mail = sink.nth_to("ann@example.test", 2).await;
     expire_grants(&app).await;
     let res = post(
@@ -324,6 +311,18 @@ async fn an_expired_reset_link_sets_nothing() {
     );
 }
 
+async fn ask_code(app: &TestApp, email: &str) -> reqwest::Response {
+    post(app, "/auth/email/code", json!({ "email": email })).await
+}
+
+async fn forgot(app: &TestApp, email: &str) -> reqwest::Response {
+    post(app, "/auth/password/forgot", json!({ "email": email })).await
+}
+
+async fn sign_in_by_code(app: &TestApp, email: &str, code: &str) -> reqwest::Response {
+    code_sign_in(app, json!({ "email": email, "code": code })).await
+}
+
 async fn code_sign_in(app: &TestApp, body: Value) -> reqwest::Response {
     post(app, "/auth/email/code/verify", body).await
 }
@@ -333,12 +332,7 @@ async fn a_code_signs_in_once_and_kills_its_link() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     app.signup_and_login("ann@example.test").await;
-    let res = post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    let res = ask_code(&app, "ann@example.test").await;
     assert_eq!(res.status(), 202);
     let mail = sink.nth_to("ann@example.test", 2).await;
     assert!(mail.link().contains("/email-sign-in#token="));
@@ -348,7 +342,7 @@ async fn a_code_signs_in_once_and_kills_its_link() {
         "no code in the subject (lock screens)"
     );
 
-    let res = code_sign_in(&app, json!({ "email": "ANN@example.test", "code": code })).await;
+    let res = sign_in_by_code(&app, "ANN@example.test", &code).await;
     assert_eq!(res.status(), 200);
     let cookie = refresh_set_cookie(&res);
     assert!(cookie.contains("HttpOnly"), "{cookie}");
@@ -367,7 +361,7 @@ async fn a_code_signs_in_once_and_kills_its_link() {
         .unwrap();
     assert_eq!(method, "email_code");
 
-    let again = code_sign_in(&app, json!({ "email": "ann@example.test", "code": code })).await;
+    let again = sign_in_by_code(&app, "ann@example.test", &code).await;
     assert_problem(again, 401, "email_code_invalid").await;
     let link = code_sign_in(&app, json!({ "token": mail.token() })).await;
     assert_problem(link, 401, "email_code_invalid").await;
@@ -378,28 +372,14 @@ async fn a_link_signs_in_once_and_kills_its_code() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     app.signup_and_login("ann@example.test").await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let mail = sink.nth_to("ann@example.test", 2).await;
     let res = code_sign_in(&app, json!({ "token": mail.token() })).await;
     assert_eq!(res.status(), 200);
-    let res = code_sign_in(
-        &app,
-        json!({ "email": "ann@example.test", "code": mail.code() }),
-    )
-    .await;
+    let res = sign_in_by_code(&app, "ann@example.test", &mail.code()).await;
     assert_problem(res, 401, "email_code_invalid").await;
     // A sign-in token is no reset or verification token, and vice versa.
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let next = sink.nth_to("ann@example.test", 3).await;
     let res = post(
         &app,
@@ -423,35 +403,25 @@ async fn five_wrong_codes_kill_the_code_and_its_link() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     app.signup_and_login("ann@example.test").await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let mail = sink.nth_to("ann@example.test", 2).await;
     let right = mail.code();
     let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
     for _ in 0..5 {
-        let res = code_sign_in(&app, json!({ "email": "ann@example.test", "code": wrong })).await;
+        let res = sign_in_by_code(&app, "ann@example.test", &wrong).await;
         assert_problem(res, 401, "email_code_invalid").await;
     }
-    let res = code_sign_in(&app, json!({ "email": "ann@example.test", "code": right })).await;
+    let res = sign_in_by_code(&app, "ann@example.test", &right).await;
     assert_problem(res, 401, "email_code_invalid").await;
     let res = code_sign_in(&app, json!({ "token": mail.token() })).await;
     assert_problem(res, 401, "email_code_invalid").await;
-    let wrong_tries: i64 = sqlx::query_scalar(
+    let wrong_tries = count(
+        &app,
         "SELECT count(*) FROM auth_events WHERE kind = 'email_code_failed' AND detail ? 'attempts'",
     )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(wrong_tries, 5, "each wrong code is audited");
-    let garbage = code_sign_in(
-        &app,
-        json!({ "email": "ann@example.test", "code": "12ab56" }),
-    )
     .await;
+    assert_eq!(wrong_tries, 5, "each wrong code is audited");
+    let garbage = sign_in_by_code(&app, "ann@example.test", &"12ab56").await;
     assert_problem(garbage, 400, "validation_failed").await;
     let both = code_sign_in(&app, json!({ "token": mail.token(), "code": right })).await;
     assert_problem(both, 400, "validation_failed").await;
@@ -463,42 +433,19 @@ async fn an_expired_code_signs_nobody_in_and_a_new_code_replaces_the_last() {
     // Limits off: four messages to one address.
     let app = spawn_with_sink(&sink, |c| c.rate_limit = false).await;
     app.signup_and_login("ann@example.test").await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let first = sink.nth_to("ann@example.test", 2).await;
     expire_grants(&app).await;
-    let res = code_sign_in(
-        &app,
-        json!({ "email": "ann@example.test", "code": first.code() }),
-    )
-    .await;
+    let res = sign_in_by_code(&app, "ann@example.test", &first.code()).await;
     assert_problem(res, 401, "email_code_invalid").await;
 
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let second = sink.nth_to("ann@example.test", 3).await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let third = sink.nth_to("ann@example.test", 4).await;
     let res = code_sign_in(&app, json!({ "token": second.token() })).await;
     assert_problem(res, 401, "email_code_invalid").await;
-    let res = code_sign_in(
-        &app,
-        json!({ "email": "ann@example.test", "code": third.code() }),
-    )
-    .await;
+    let res = sign_in_by_code(&app, "ann@example.test", &third.code()).await;
     assert_eq!(res.status(), 200);
 }
 
@@ -507,12 +454,7 @@ async fn two_concurrent_uses_of_one_code_make_one_session() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     app.signup_and_login("ann@example.test").await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&app, "ann@example.test").await;
     let mail = sink.nth_to("ann@example.test", 2).await;
     let body = json!({ "email": "ann@example.test", "code": mail.code() });
     let link = json!({ "token": mail.token() });
@@ -528,11 +470,11 @@ async fn two_concurrent_uses_of_one_code_make_one_session() {
     ];
     statuses.sort();
     assert_eq!(statuses, [200, 401, 401]);
-    let sessions: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE auth_method = 'email_code'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let sessions = count(
+        &app,
+        "SELECT count(*) FROM sessions WHERE auth_method = 'email_code'",
+    )
+    .await;
     assert_eq!(sessions, 1);
 }
 
@@ -540,18 +482,9 @@ async fn two_concurrent_uses_of_one_code_make_one_session() {
 async fn a_code_creates_an_account_only_when_email_signup_allows() {
     let sink = SmtpSink::start().await;
     let open = spawn_with_sink(&sink, |_| {}).await;
-    post(
-        &open,
-        "/auth/email/code",
-        json!({ "email": "new@example.test" }),
-    )
-    .await;
+    ask_code(&open, "new@example.test").await;
     let mail = sink.nth_to("new@example.test", 1).await;
-    let res = code_sign_in(
-        &open,
-        json!({ "email": "new@example.test", "code": mail.code() }),
-    )
-    .await;
+    let res = sign_in_by_code(&open, "new@example.test", &mail.code()).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["email"], "new@example.test");
@@ -568,25 +501,16 @@ async fn a_code_creates_an_account_only_when_email_signup_allows() {
     let closed_sink = SmtpSink::start().await;
     let closed = spawn_with_sink(&closed_sink, |c| c.email_signup = Some(false)).await;
     closed.signup_and_login("ann@example.test").await;
-    let res = post(
-        &closed,
-        "/auth/email/code",
-        json!({ "email": "new@example.test" }),
-    )
-    .await;
+    let res = ask_code(&closed, "new@example.test").await;
     assert_eq!(res.status(), 202, "the same answer");
-    post(
-        &closed,
-        "/auth/email/code",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    ask_code(&closed, "ann@example.test").await;
     closed_sink.nth_to("ann@example.test", 2).await;
     assert!(closed_sink.messages_to("new@example.test").is_empty());
-    let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM email_grants WHERE user_id IS NULL")
-        .fetch_one(&closed.db)
-        .await
-        .unwrap();
+    let grants = count(
+        &closed,
+        "SELECT count(*) FROM email_grants WHERE user_id IS NULL",
+    )
+    .await;
     assert_eq!(grants, 0);
 }
 
@@ -672,20 +596,10 @@ async fn sends_are_limited_per_address_and_per_ip() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
     for _ in 0..3 {
-        let res = post(
-            &app,
-            "/auth/password/forgot",
-            json!({ "email": "x@example.test" }),
-        )
-        .await;
+        let res = forgot(&app, "x@example.test").await;
         assert_eq!(res.status(), 202);
     }
-    let res = post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "X@example.test" }),
-    )
-    .await;
+    let res = ask_code(&app, "X@example.test").await;
     assert_eq!(
         res.status(),
         429,
@@ -726,12 +640,7 @@ async fn a_failing_smtp_server_never_slows_the_answer_and_the_message_is_retried
     let start = Instant::now();
     let res = app.register("ann@example.test", PASSWORD).await;
     assert_eq!(res.status(), 201);
-    let res = post(
-        &app,
-        "/auth/password/forgot",
-        json!({ "email": "ann@example.test" }),
-    )
-    .await;
+    let res = forgot(&app, "ann@example.test").await;
     assert_eq!(res.status(), 202);
     assert!(
         start.elapsed() < Duration::from_secs(5),
@@ -823,12 +732,7 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
 async fn an_account_made_by_a_code_changes_its_address_right_after_a_code_sign_in() {
     let sink = SmtpSink::start().await;
     let app = spawn_with_sink(&sink, |_| {}).await;
-    post(
-        &app,
-        "/auth/email/code",
-        json!({ "email": "new@example.test" }),
-    )
-    .await;
+    ask_code(&app, "new@example.test").await;
     let mail = sink.nth_to("new@example.test", 1).await;
     let tokens = tokens_from(code_sign_in(&app, json!({ "token": mail.token() })).await).await;
     let change = || {
@@ -846,4 +750,115 @@ async fn an_account_made_by_a_code_changes_its_address_right_after_a_code_sign_i
         .await
         .unwrap();
     assert_problem(change().await.unwrap(), 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn a_code_sign_in_takes_an_unverified_account_back_from_whoever_registered_it() {
+    // Account pre-hijacking: someone registers the owner's address with their own password.
+    let sink = SmtpSink::start().await;
+    let app = spawn_with_sink(&sink, |_| {}).await;
+    wait_live(&app).await;
+    let squatter = app.signup_and_login("ann@example.test").await;
+    sink.nth_to("ann@example.test", 1).await; // the verification the owner ignores
+
+    ask_code(&app, "ann@example.test").await;
+    let mail = sink.nth_to("ann@example.test", 2).await;
+    let owner = tokens_from(code_sign_in(&app, json!({ "token": mail.token() })).await).await;
+    assert_eq!(app.me_status(&owner.access).await, 200);
+    assert_eq!(
+        app.me_status(&squatter.access).await,
+        401,
+        "the squatter's session ended"
+    );
+    assert_eq!(
+        app.revoked_reason(squatter.session_id).await.as_deref(),
+        Some("email_proven")
+    );
+    assert_problem(
+        app.login_response("ann@example.test", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+
+    // Once the address is verified, a code sign-in leaves the password and sessions alone.
+    let bob = app.signup_and_login("bob@example.test").await;
+    let verify = sink.nth_to("bob@example.test", 1).await;
+    post(
+        &app,
+        "/auth/email/verify",
+        json!({ "token": verify.token() }),
+    )
+    .await;
+    ask_code(&app, "bob@example.test").await;
+    let mail = sink.nth_to("bob@example.test", 2).await;
+    let res = code_sign_in(&app, json!({ "token": mail.token() })).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.me_status(&bob.access).await, 200);
+    assert_eq!(
+        app.login_response("bob@example.test", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn spawn_with_smtp(url: &str, ca: Option<&std::path::Path>) -> TestApp {
+    let url = authd::mail::SmtpUrl::parse(url).unwrap();
+    let ca = ca.map(|p| p.to_path_buf());
+    spawn_app_with(|c| {
+        c.smtp_url = Some(url);
+        c.smtp_ca_file = ca;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mail_goes_over_starttls_or_implicit_tls_with_auth_and_a_verified_certificate() {
+    for (mode, scheme, query) in [
+        ("starttls", "smtp", "?tls=required"),
+        ("implicit", "smtps", ""),
+    ] {
+        let (sink, ca) = SmtpSink::start_tls(mode, "mailer:s3cret").await;
+        let url = format!("{scheme}://mailer:s3cret@127.0.0.1:{}{query}", sink.port);
+        let app = spawn_with_smtp(&url, Some(&ca)).await;
+        app.register("ann@example.test", PASSWORD).await;
+        let mail = sink.nth_to("ann@example.test", 1).await;
+        assert!(mail.link().contains("/verify-email#token="), "{mode}");
+
+        // A wrong password is a permanent failure: given up at once, nothing delivered.
+        let wrong = format!("{scheme}://mailer:wrong@127.0.0.1:{}{query}", sink.port);
+        let app = spawn_with_smtp(&wrong, Some(&ca)).await;
+        app.register("bob@example.test", PASSWORD).await;
+        let failed = eventually(Duration::from_secs(40), || async {
+            metric(
+                &app,
+                "authd_emails_total{kind=\"verify_email\",outcome=\"failed\"}",
+            )
+            .await
+                == 1.0
+        })
+        .await;
+        assert!(failed, "{mode}: a refused login is counted as failed");
+
+        // Without the CA the certificate is not trusted: nothing is delivered.
+        let app = spawn_with_smtp(&url, None).await;
+        app.register("cyd@example.test", PASSWORD).await;
+        let refused = eventually(Duration::from_secs(10), || async {
+            metric(
+                &app,
+                "authd_emails_total{kind=\"verify_email\",outcome=\"retried\"}",
+            )
+            .await
+                >= 1.0
+        })
+        .await;
+        assert!(
+            refused,
+            "{mode}: an untrusted certificate fails the attempt"
+        );
+        assert!(sink.messages_to("bob@example.test").is_empty());
+        assert!(sink.messages_to("cyd@example.test").is_empty());
+        let _ = std::fs::remove_dir_all(ca.parent().unwrap());
+    }
 }

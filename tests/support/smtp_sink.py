@@ -2,15 +2,19 @@
 is written to --dir as <n>.eml (atomically: written under a temporary name, then renamed).
 
     python smtp_sink.py --dir DIR [--port 0] [--fail-first N] [--auth USER:PASS]
+                        [--tls starttls|implicit --tls-cert CERT.pem --tls-key KEY.pem]
 
 Prints "ready <port>" on stdout once it listens. Stops when its stdin closes, so it never
 outlives the test that started it. --fail-first N answers the first N messages with a
-temporary failure (451), as a struggling server does; --auth requires SMTP AUTH (PLAIN/LOGIN).
+temporary failure (451), as a struggling server does; --auth requires SMTP AUTH (PLAIN/LOGIN);
+--tls starttls requires STARTTLS before any mail (RFC 3207), --tls implicit speaks TLS from the
+first byte (RFC 8314), both with the given certificate.
 """
 
 import argparse
 import itertools
 import os
+import ssl
 import sys
 import threading
 
@@ -45,6 +49,9 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--auth", default=None)
+    ap.add_argument("--tls", choices=["starttls", "implicit"], default=None)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
@@ -56,9 +63,23 @@ def main():
             ok = isinstance(auth_data, LoginPassword) and (
                 auth_data.login.decode() == user and auth_data.password.decode() == password
             )
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers 235 or 535 itself.
+            return AuthResult(success=ok, handled=False)
 
-        kwargs = dict(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+        # aiosmtpd only counts STARTTLS as TLS for auth_require_tls; an implicit-TLS connection
+        # is encrypted from the first byte anyway.
+        kwargs = dict(
+            authenticator=authenticator,
+            auth_required=True,
+            auth_require_tls=args.tls == "starttls",
+        )
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls == "starttls":
+            kwargs.update(tls_context=context, require_starttls=True)
+        else:
+            kwargs.update(ssl_context=context)
 
     port = args.port
     if port == 0:
