@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Static server for the demo SPA: demo/ at / and the JS client at /clients/js/. No dependencies.
 // Listens on 127.0.0.1 only. Port: first argument, else $PORT, else 5173 (0 picks a free one).
+// authd's URL, which the page reads from /config.json: second argument, else $AUTHD_URL, else
+// http://localhost:8080 (authd's email links carry no query, so the page must learn it here).
 // Prints "demo listening on http://localhost:<port>" once ready.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
@@ -25,8 +27,14 @@ const headers = {
   "Content-Security-Policy": "default-src 'self'; connect-src *; frame-ancestors 'none'",
 };
 
+/** The SPA's own routes, where authd's email links land: they get index.html. */
+const appRoutes = new Set(["/verify-email", "/reset-password", "/email-sign-in"]);
+const authdUrl = process.argv[3] ?? process.env.AUTHD_URL ?? "http://localhost:8080";
+const config = JSON.stringify({ authd: authdUrl });
+
 /** The file a URL path names, or null if it is outside the mounts. */
 function fileFor(pathname) {
+  if (appRoutes.has(pathname)) pathname = "/";
   const [prefix, dir] = mounts.find(([p]) => pathname.startsWith(p));
   let rel = decodeURIComponent(pathname.slice(prefix.length));
   if (rel === "" || rel.endsWith("/")) rel += "index.html";
@@ -40,7 +48,13 @@ const server = createServer(async (req, res) => {
       res.writeHead(405, { ...headers, Allow: "GET, HEAD" }).end();
       return;
     }
-    const file = fileFor(new URL(req.url, "http://localhost").pathname);
+    const { pathname } = new URL(req.url, "http://localhost");
+    if (pathname === "/config.json") {
+      res.writeHead(200, { ...headers, "Content-Type": "application/json" });
+      res.end(req.method === "HEAD" ? undefined : config);
+      return;
+    }
+    const file = fileFor(pathname);
     const type = file && types[extname(file)];
     if (!type) throw Object.assign(new Error("not served"), { code: "ENOENT" });
     const body = await readFile(file);

@@ -4,6 +4,9 @@
 export interface User {
   id: string;
   email: string;
+  /** Whether the user proved they receive mail at `email` (a verification link, a password
+   * reset or an email sign-in). */
+  email_verified: boolean;
   roles: string[];
   disabled: boolean;
   /** RFC 3339 UTC */
@@ -61,6 +64,48 @@ export interface AuthClient {
    */
   fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
 
+  /**
+   * Asks authd to mail a password reset link (`{AUTHD_APP_URL}/reset-password#token=…`) to
+   * `email`. Resolves the same way whether or not an account exists. Rejects with an AuthError
+   * (e.g. 429 rate_limited).
+   */
+  requestPasswordReset(email: string): Promise<void>;
+
+  /**
+   * Sets a new password with the token of a reset link (see `tokenFromFragment`). Marks the
+   * address verified and ends every session of that user, this tab's too if it is theirs (the
+   * client learns it at its next call: `onSessionEnd("session_revoked")`). Rejects with an
+   * AuthError: 400 email_token_invalid (unknown, used or expired link), 400 validation_failed.
+   */
+  resetPassword(token: string, newPassword: string): Promise<void>;
+
+  /** Mails a new verification link to the signed-in user's address. Rejects with an AuthError
+   * (401 unauthorized when signed out, 429 rate_limited). */
+  sendVerificationEmail(): Promise<void>;
+
+  /**
+   * Confirms an address with the token of a verification (or email change) link. Resolves to
+   * the updated user; when that is the signed-in user, `user` changes in every tab. Needs no
+   * session. Rejects with an AuthError: 400 email_token_invalid.
+   */
+  verifyEmail(token: string): Promise<User>;
+
+  /**
+   * Asks authd to mail a sign-in code and link (`{AUTHD_APP_URL}/email-sign-in#token=…`) to
+   * `email`. Resolves the same way whether or not an account exists.
+   */
+  requestEmailCode(email: string): Promise<void>;
+
+  /**
+   * Signs in with the code typed from the message, or with the token of its link; exactly like
+   * `login` (a new session, this browser gets the refresh cookie, every tab is signed in). The
+   * code and the link of one message are one grant: using either kills the other. Rejects with
+   * an AuthError: 401 email_code_invalid (wrong, used, expired or too often tried).
+   */
+  signInWithEmailCode(
+    credentials: { email: string; code: string } | { token: string },
+  ): Promise<User>;
+
   /** Called once per ended session. Returns a function that removes the listener. */
   onSessionEnd(listener: (reason: SessionEndReason) => void): () => void;
 
@@ -79,3 +124,10 @@ export class AuthError extends Error {
 }
 
 export function createAuthClient(options: AuthClientOptions): AuthClient;
+
+/**
+ * The `token` of the page's URL fragment (`#token=…`, as in authd's email links), or null.
+ * Unless `clear` is false, the fragment is removed from the address bar and the history entry
+ * (history.replaceState), so the token does not linger there.
+ */
+export function tokenFromFragment(options?: { clear?: boolean }): string | null;

@@ -4,7 +4,9 @@
 // cookie, which this code never sees. Every request that can change that cookie (login,
 // refresh, logout) runs under one Web Lock per authd, so tabs of this origin never present the
 // same refresh token at once; a tab that refreshed shares the new access token with the others
-// over a BroadcastChannel, so they do not refresh again.
+// over a BroadcastChannel, so they do not refresh again. The email flows (verification, password
+// reset, sign-in codes) post the token or code from authd's message; of them only the code sign-in
+// touches the cookie.
 
 /** Problem codes of a Bearer request that mean the session is over. */
 const SESSION_OVER = new Set(["session_revoked", "session_expired", "user_disabled"]);
@@ -20,6 +22,12 @@ const RETRY_MAX_MS = 30_000;
 /** Refresh a minute before expiry, or at half-life for tokens shorter than two minutes (authd's
  * `exp` is whole seconds, so a token may expire up to a second before `expires_in` says). */
 const refreshMargin = (lifetimeMs) => Math.min(60_000, lifetimeMs / 2);
+
+/** fetch's init for a JSON body. */
+const json = (value) => ({
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(value),
+});
 
 export class AuthError extends Error {
   /**
@@ -115,6 +123,8 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
         adopt(body, { lifetimeMs, remainingMs, shared: true });
       } else if (data?.type === "ended" && session?.id === data.sessionId) {
         end(data.reason, { tellTabs: false });
+      } else if (data?.type === "user" && session?.id === data.sessionId) {
+        session.user = data.user;
       }
     };
   }
@@ -122,13 +132,18 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
     if (session && failures > 0) refresh().catch(() => {});
   });
 
-  /** A request to one of authd's cookie endpoints; resolves to the parsed body or throws. */
-  async function cookieCall(path, init = {}) {
+  /**
+   * A POST to authd; resolves to the parsed body (null for 204) or throws an AuthError. Cookies
+   * go only where asked (`credentials: "include"`, the cookie endpoints), never elsewhere, even
+   * when authd shares the page's origin. `send` (default: plain `fetch`) makes the request.
+   */
+  async function call(path, { credentials = "omit", send = fetch, ...init } = {}) {
     let res, body;
     try {
-      res = await fetch(base + path, { ...init, method: "POST", credentials: "include" });
+      res = await send(base + path, { ...init, method: "POST", credentials });
       body = await readJson(res);
     } catch (err) {
+      if (err instanceof AuthError) throw err; // from authFetch: no token to send right now
       throw new AuthError(0, "network_error", String(err?.message ?? err), { cause: err });
     }
     if (!res.ok) {
@@ -138,6 +153,24 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
       });
     }
     return body;
+  }
+
+  /** A request to one of authd's cookie endpoints; resolves to the parsed body or throws. */
+  const cookieCall = (path, init = {}) => call(path, { ...init, credentials: "include" });
+
+  /** Takes a token body from login or a code sign-in as this tab's (and every tab's) session. */
+  async function signIn(path, payload) {
+    const body = await withCookieLock(() => cookieCall(path, json(payload)));
+    adopt(body);
+    share();
+    return session.user;
+  }
+
+  /** Shows `user` as the session's user in this tab and the others, if it is the same user. */
+  function updateUser(user) {
+    if (!session || session.user?.id !== user?.id) return;
+    session.user = user;
+    channel?.postMessage({ type: "user", sessionId: session.id, user });
   }
 
   async function doRefresh() {
@@ -189,21 +222,49 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
     return session;
   }
 
+  /** `fetch` with the Bearer attached for authd and `apiOrigins` (see API.md). */
+  async function authFetch(input, init) {
+    const request = new Request(input, init);
+    if (!bearerOrigins.has(new URL(request.url).origin)) return fetch(request);
+    const send = (s) => {
+      const r = request.clone();
+      if (s) r.headers.set("Authorization", `Bearer ${s.token}`);
+      return fetch(r);
+    };
+    let used = await currentToken();
+    let res = await send(used);
+    if (!used) return res;
+    if (res.status !== 401) {
+      used.unproven = false;
+      return res;
+    }
+    let code = await problemCode(res);
+    // A token fresh from a refresh that invalid_token prompted, rejected the same way before it
+    // was ever accepted: another refresh would not help, and would cost one per request.
+    const futile = code === "invalid_token" && used.unproven;
+    if (REFRESH_AND_RETRY.has(code) && !futile) {
+      if (session === used) await refresh().catch(() => {});
+      if (session && session !== used) {
+        if (code === "invalid_token") session.unproven ??= true;
+        used = session;
+        res = await send(used);
+        code = res.status === 401 ? await problemCode(res) : null;
+        if (res.status !== 401) used.unproven = false;
+      }
+    }
+    // A 401 that outlived the retry goes back to the app; only these codes (or a failed
+    // refresh, above) end the session.
+    if (SESSION_OVER.has(code) && session?.id === used.id) end(code);
+    return res;
+  }
+
   return {
     get user() {
       return session?.user ?? null;
     },
 
-    async login(email, password) {
-      const body = await withCookieLock(() =>
-        cookieCall("/auth/login", {
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ email, password }),
-        }),
-      );
-      adopt(body);
-      share();
-      return session.user;
+    login(email, password) {
+      return signIn("/auth/login", { email, password });
     },
 
     async restore() {
@@ -215,39 +276,32 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
       return session?.user ?? null;
     },
 
-    async fetch(input, init) {
-      const request = new Request(input, init);
-      if (!bearerOrigins.has(new URL(request.url).origin)) return fetch(request);
-      const send = (s) => {
-        const r = request.clone();
-        if (s) r.headers.set("Authorization", `Bearer ${s.token}`);
-        return fetch(r);
-      };
-      let used = await currentToken();
-      let res = await send(used);
-      if (!used) return res;
-      if (res.status !== 401) {
-        used.unproven = false;
-        return res;
-      }
-      let code = await problemCode(res);
-      // A token fresh from a refresh that invalid_token prompted, rejected the same way before it
-      // was ever accepted: another refresh would not help, and would cost one per request.
-      const futile = code === "invalid_token" && used.unproven;
-      if (REFRESH_AND_RETRY.has(code) && !futile) {
-        if (session === used) await refresh().catch(() => {});
-        if (session && session !== used) {
-          if (code === "invalid_token") session.unproven ??= true;
-          used = session;
-          res = await send(used);
-          code = res.status === 401 ? await problemCode(res) : null;
-          if (res.status !== 401) used.unproven = false;
-        }
-      }
-      // A 401 that outlived the retry goes back to the app; only these codes (or a failed
-      // refresh, above) end the session.
-      if (SESSION_OVER.has(code) && session?.id === used.id) end(code);
-      return res;
+    fetch: authFetch,
+
+    async requestPasswordReset(email) {
+      await call("/auth/password/forgot", json({ email }));
+    },
+
+    async resetPassword(token, newPassword) {
+      await call("/auth/password/reset", json({ token, new_password: newPassword }));
+    },
+
+    async sendVerificationEmail() {
+      await call("/auth/email/verify/request", { ...json({}), send: authFetch });
+    },
+
+    async verifyEmail(token) {
+      const user = await call("/auth/email/verify", json({ token }));
+      updateUser(user);
+      return user;
+    },
+
+    async requestEmailCode(email) {
+      await call("/auth/email/code", json({ email }));
+    },
+
+    signInWithEmailCode({ email, code, token } = {}) {
+      return signIn("/auth/email/code/verify", token !== undefined ? { token } : { email, code });
     },
 
     onSessionEnd(listener) {
@@ -261,6 +315,19 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
       end("logout");
     },
   };
+}
+
+/**
+ * The `token` in the page's URL fragment (`#token=…`, as in authd's email links), or null.
+ * The fragment is removed from the address bar and the current history entry (unless `clear` is
+ * false), so the token does not linger where scripts, screenshots or a shared URL could pick it up.
+ */
+export function tokenFromFragment({ clear = true } = {}) {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (token !== null && clear) {
+    history.replaceState(history.state, "", location.pathname + location.search);
+  }
+  return token || null;
 }
 
 async function readJson(res) {

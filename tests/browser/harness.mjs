@@ -1,8 +1,9 @@
-// Test harness: a real authd (target/debug/authd) on its own fresh database, the demo's static
-// server and a headless Debian Chromium, all on 127.0.0.1 and all stopped when the suite ends.
+// Test harness: a real authd (target/debug/authd) on its own fresh database, a real SMTP server
+// (tests/support/smtp_sink.py) that authd mails through, the demo's static server and a headless
+// Debian Chromium, all on 127.0.0.1 and all stopped when the suite ends.
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,10 +26,12 @@ export const PASSWORD = "a perfectly fine passphrase";
 const run = promisify(execFile);
 const children = new Set();
 const databases = new Set();
+const tempDirs = new Set();
 
 // Last resort when the runner exits early: no process or database outlives the tests.
 process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   for (const db of databases) {
     try {
       psqlSync(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
@@ -69,9 +72,12 @@ export async function eventually(check, { timeout = 10_000, interval = 100, mess
   }
 }
 
-/** Spawns a process, keeps its output for the failure report, and kills it with the suite. */
-function start(name, command, args, options) {
-  const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Spawns a process, keeps its output for the failure report, and kills it with the suite.
+ * `stdin: "pipe"` keeps a pipe to its stdin open (the SMTP sink stops when it closes).
+ */
+function start(name, command, args, { stdin = "ignore", ...options } = {}) {
+  const child = spawn(command, args, { ...options, stdio: [stdin, "pipe", "pipe"] });
   children.add(child);
   child.log = [];
   const keep = (chunk) => {
@@ -88,20 +94,67 @@ function start(name, command, args, options) {
 
 async function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.stdin) {
+    // Processes that listen to their stdin stop when it closes.
+    child.stdin.end();
+    const exited = await Promise.race([child.exited.then(() => true), sleep(5_000)]);
+    if (exited) return;
+  }
   child.kill("SIGTERM");
   const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
   await child.exited;
   clearTimeout(timer);
 }
 
-/** Starts demo/serve.mjs on a free port and resolves to its port. */
-async function startDemo() {
-  const child = start("demo", process.execPath, [join(repo, "demo/serve.mjs"), "0"]);
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Starts demo/serve.mjs on a free port, talking to `authdUrl`, and resolves to its port. */
+async function startDemo(authdUrl) {
+  const child = start("demo", process.execPath, [join(repo, "demo/serve.mjs"), "0", authdUrl]);
   const port = await eventually(() => /localhost:(\d+)/.exec(child.log.join(""))?.[1], {
     timeout: 10_000,
     message: "demo server to print its port",
   });
   return { child, port: Number(port) };
+}
+
+let venvPython;
+/** The python of the tests' venv (tests/support/venv.sh, which installs aiosmtpd once). */
+function python() {
+  venvPython ??= run("bash", [join(repo, "tests/support/venv.sh")]).then((r) => r.stdout.trim());
+  return venvPython;
+}
+
+/** Starts tests/support/smtp_sink.py, writing messages to `dir`; resolves to it and its port. */
+async function startSmtpSink(dir) {
+  const sink = join(repo, "tests/support/smtp_sink.py");
+  const child = start("smtp", await python(), [sink, "--dir", dir], { stdin: "pipe" });
+  const port = await eventually(
+    () => (child.exitCode !== null ? "exited" : /^ready (\d+)$/m.exec(child.log.join(""))?.[1]),
+    { timeout: 30_000, message: "the SMTP sink to print its port" },
+  );
+  if (port === "exited") throw new Error(`the SMTP sink exited: ${child.log.join("")}`);
+  return { child, port: Number(port) };
+}
+
+/**
+ * The messages the SMTP sink received, parsed by tests/browser/read_mail.py: `{file, rcpt, from,
+ * to, subject, text, html}`, in the order they arrived.
+ */
+function mailbox(dir) {
+  const parsed = new Map(); // file name -> message (files are complete once they are visible)
+  return async () => {
+    const files = readdirSync(dir).filter((f) => /^\d+\.eml$/.test(f));
+    const fresh = files.filter((f) => !parsed.has(f));
+    if (fresh.length) {
+      const { stdout } = await run(await python(), [
+        fileURLToPath(new URL("read_mail.py", import.meta.url)),
+        ...fresh.map((f) => join(dir, f)),
+      ]);
+      JSON.parse(stdout).forEach((message, i) => parsed.set(fresh[i], message));
+    }
+    return files.sort((a, b) => parseInt(a) - parseInt(b)).map((f) => parsed.get(f));
+  };
 }
 
 /**
@@ -114,22 +167,28 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
   }
   if (!existsSync(AUTHD_BIN)) throw new Error(`${AUTHD_BIN} is missing: run cargo build`);
   const stack = { processes: [], contexts: new Set() };
+  const port = await freePort();
+  stack.authdUrl = `http://localhost:${port}`;
 
-  const demo = await startDemo();
+  const demo = await startDemo(stack.authdUrl);
   stack.processes.push(demo.child);
   stack.demoUrl = `http://localhost:${demo.port}`;
   stack.otherDemoPorts = [];
   for (let i = 0; i < extraDemos; i++) {
-    const other = await startDemo();
+    const other = await startDemo(stack.authdUrl);
     stack.processes.push(other.child);
     stack.otherDemoPorts.push(other.port);
   }
 
-  const port = await freePort();
+  const mailDir = mkdtempSync(join(tmpdir(), "authd-browser-mail-"));
+  tempDirs.add(mailDir);
+  const smtp = await startSmtpSink(mailDir);
+  stack.processes.push(smtp.child);
+  stack.mails = mailbox(mailDir);
+
   const db = `authd_browser_${randomBytes(8).toString("hex")}`;
   databases.add(db);
   stack.db = db;
-  stack.authdUrl = `http://localhost:${port}`;
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("AUTHD_") && k !== "DATABASE_URL"),
   );
@@ -139,6 +198,8 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
     AUTHD_BIND: `127.0.0.1:${port}`,
     AUTHD_ISSUER: stack.authdUrl,
     AUTHD_ALLOWED_ORIGINS: stack.demoUrl,
+    AUTHD_SMTP_URL: `smtp://127.0.0.1:${smtp.port}`,
+    AUTHD_APP_URL: stack.demoUrl,
     AUTHD_RATE_LIMIT: "off",
     AUTHD_LOG_FORMAT: "json",
     ...env,
@@ -213,6 +274,31 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
     return res.body.access_token;
   };
 
+  /**
+   * Waits for the `nth` (1-based) message to `to` that carries a link to the demo's `path`
+   * ("/verify-email", "/reset-password", "/email-sign-in") and returns it with `link` (the
+   * text/plain line that is that link alone) and `code` (a line that is 6 to 8 digits alone, or
+   * null).
+   */
+  stack.waitForMail = async (to, path, nth = 1) => {
+    const prefix = escapeRegExp(`${stack.demoUrl}${path}#token=`);
+    const linkLine = new RegExp(`^${prefix}[A-Za-z0-9_-]{43,}$`); // >= 256 bits, base64url
+    const lines = (m) => (m.text ?? "").split(/\r?\n/).map((l) => l.trim());
+    return eventually(
+      async () => {
+        const matching = (await stack.mails())
+          .filter((m) => m.rcpt.some((r) => r.toLowerCase() === to.toLowerCase()))
+          .filter((m) => lines(m).some((l) => linkLine.test(l)));
+        const m = matching[nth - 1];
+        if (!m) return null;
+        const link = lines(m).find((l) => linkLine.test(l));
+        const code = lines(m).find((l) => /^\d{6,8}$/.test(l)) ?? null;
+        return { ...m, link, code };
+      },
+      { timeout: 15_000, message: `message ${nth} to ${to} with a ${path} link` },
+    );
+  };
+
   stack.stop = async () => {
     try {
       await stack.browser?.close();
@@ -220,16 +306,20 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
       await Promise.all(stack.processes.map(stop));
       psqlSync(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
       databases.delete(db);
+      rmSync(mailDir, { recursive: true, force: true });
+      tempDirs.delete(mailDir);
     }
   };
   return stack;
 }
 
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 /** Logs in through the demo's form and waits for the signed-in view. */
-export async function login(page, email) {
-  await page.fill('input[name="email"]', email);
-  await page.fill('input[name="password"]', PASSWORD);
-  await page.click('button[type="submit"]');
+export async function login(page, email, password = PASSWORD) {
+  await page.fill('#login-form input[name="email"]', email);
+  await page.fill('#login-form input[name="password"]', password);
+  await page.click('#login-form button[type="submit"]');
   await page.waitForSelector('#status[data-state="signed-in"]');
 }
 

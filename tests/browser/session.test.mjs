@@ -63,8 +63,8 @@ describe("sessions in the browser", () => {
     assert.ok(state.events.some((e) => e.endsWith("no session to restore")), state.events.join("\n"));
 
     const user = { email: `registered-${Date.now()}@example.com` };
-    await page.fill('input[name="email"]', user.email);
-    await page.fill('input[name="password"]', PASSWORD);
+    await page.fill('#login-form input[name="email"]', user.email);
+    await page.fill('#login-form input[name="password"]', PASSWORD);
     await page.click("#register");
     await page.waitForSelector('#form-message:text("Registered")');
     await login(page, user.email);
