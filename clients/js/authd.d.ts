@@ -83,6 +83,12 @@ export interface AuthClient {
    * (401 unauthorized when signed out, 429 rate_limited). */
   sendVerificationEmail(): Promise<void>;
 
+  /** Asks to change the signed-in user's address: a confirmation link to `newEmail` (confirmed
+   * with `verifyEmail`), a notice to the old address. `currentPassword` may be omitted within 5
+   * minutes of a code sign-in. Rejects with an AuthError (401 invalid_credentials, 409
+   * email_taken, 400 validation_failed, 429 rate_limited). */
+  changeEmail(newEmail: string, currentPassword?: string): Promise<void>;
+
   /**
    * Confirms an address with the token of a verification (or email change) link. Resolves to
    * the updated user; when that is the signed-in user, `user` changes in every tab. Needs no

@@ -296,6 +296,17 @@ export function createAuthClient({ baseUrl, apiOrigins = [] }) {
       return user;
     },
 
+    /**
+     * Asks to move the account to `newEmail`: a confirmation link goes to the new address (opened,
+     * it calls `verifyEmail`), a notice to the old one. `currentPassword` may be omitted right
+     * after a code sign-in (within 5 minutes), which is how accounts without a password do it.
+     */
+    async changeEmail(newEmail, currentPassword) {
+      const body = { new_email: newEmail };
+      if (currentPassword !== undefined) body.current_password = currentPassword;
+      await call("/auth/email/change", { ...json(body), send: authFetch });
+    },
+
     async requestEmailCode(email) {
       await call("/auth/email/code", json({ email }));
     },

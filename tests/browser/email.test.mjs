@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe } from "node:test";
-import { PASSWORD, appState, browserTest, login, startStack } from "./harness.mjs";
+import { PASSWORD, appState, browserTest, eventually, login, startStack } from "./harness.mjs";
 
 describe("email flows in the browser", () => {
   let stack;
@@ -204,6 +204,39 @@ describe("email flows in the browser", () => {
     await typeCode(laptop, message.code);
     await expectNotice(laptop, "error", "Sign-in failed: email_code_invalid");
     assert.equal((await appState(laptop)).state, "signed-out");
+  });
+
+  it("changeEmail: the new mailbox confirms the switch; the old one gets a notice", async () => {
+    const user = await stack.createUser("move");
+    const newEmail = `moved-${randomBytes(4).toString("hex")}@example.com`;
+    const page = await stack.openDemo(await stack.newContext(), { poll: 0 });
+    // The JS client itself, in the page (the demo has no form for this).
+    const outcome = await page.evaluate(
+      async ({ baseUrl, email, password, newEmail }) => {
+        const { createAuthClient } = await import("/clients/js/authd.js");
+        const auth = createAuthClient({ baseUrl });
+        await auth.login(email, password);
+        const wrong = await auth.changeEmail(newEmail, "not the passphrase").catch((e) => e.code);
+        await auth.changeEmail(newEmail, password);
+        return { wrong };
+      },
+      { baseUrl: stack.authdUrl, email: user.email, password: PASSWORD, newEmail },
+    );
+    assert.equal(outcome.wrong, "invalid_credentials");
+    // The old address is told, without a link.
+    const notice = await eventually(
+      async () =>
+        (await stack.mails()).find(
+          (m) => m.rcpt.includes(user.email) && (m.text ?? "").includes(newEmail),
+        ),
+      { timeout: 15_000, message: "the change notice to the old address" },
+    );
+    assert.ok(!notice.text.includes("#token="));
+    const confirm = await stack.waitForMail(newEmail, "/verify-email");
+    const linkPage = await openLink(await stack.newContext(), confirm.link);
+    await expectNotice(linkPage, "ok", `Email verified: ${newEmail}`);
+    const res = await stack.api("POST", "/auth/login", { body: { email: newEmail, password: PASSWORD } });
+    assert.equal(res.status, 200);
   });
 });
 
