@@ -150,6 +150,17 @@ pub struct Config {
     )]
     pub introspection_secret: Option<String>,
 
+    /// Shared secret resource servers present to subscribe to `GET /auth/revocations` (the
+    /// revocation feed); unset: the feed is off (404). At least 32 characters.
+    #[arg(
+        long,
+        env = "AUTHD_RESOURCE_SECRET",
+        value_name = "AUTHD_RESOURCE_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub resource_secret: Option<String>,
+
     /// Most live sessions one user may have; a login beyond it revokes the user's least recently
     /// used session.
     #[arg(long, env = "AUTHD_MAX_SESSIONS", value_name = "AUTHD_MAX_SESSIONS", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
@@ -313,6 +324,9 @@ impl Config {
         {
             return Err("AUTHD_INTROSPECTION_SECRET must be at least 32 characters".into());
         }
+        if self.resource_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err("AUTHD_RESOURCE_SECRET must be at least 32 characters".into());
+        }
         if self.session_max_age < self.access_ttl {
             return Err("AUTHD_SESSION_MAX_AGE must not be shorter than AUTHD_ACCESS_TTL".into());
         }
@@ -369,6 +383,10 @@ impl fmt::Debug for Config {
             .field(
                 "introspection_secret",
                 &self.introspection_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "resource_secret",
+                &self.resource_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("cleanup_interval", &self.cleanup_interval)
             .field("cleanup_retention", &self.cleanup_retention)

@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Fast failure while the database is down.
     pub db_health: Arc<DbHealth>,
+    /// The revocation feed for resource servers (`GET /auth/revocations`).
+    pub feed: Arc<crate::live::feed::Feed>,
     /// Renders and queues outgoing mail (delivered off the request path).
     pub mailer: Arc<crate::mail::Mailer>,
     /// Keys the HMAC that stores sign-in codes.

@@ -99,17 +99,19 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("AUTHD_BIND: cannot listen on {}", config.bind))?;
+        let jwt = Arc::new(Jwt::new(
+            keys,
+            &config.issuer.url,
+            &config.audience,
+            config.access_ttl,
+        ));
         let state = AppState::new(Shared {
+            feed: live::feed::Feed::start(pool.clone(), jwt.clone()),
             mailer,
             code_key: Arc::new(crate::tokens::email::CodeKey::new(&code_secret)),
             email_work: Arc::new(tokio::sync::Semaphore::new(EMAIL_WORK)),
             db: pool,
-            jwt: Arc::new(Jwt::new(
-                keys,
-                &config.issuer.url,
-                &config.audience,
-                config.access_ttl,
-            )),
+            jwt,
             hasher: Arc::new(hasher),
             successor_key: Arc::new(SuccessorKey::new(&secret)),
             cookies: Arc::new(CookieSettings::from_config(&config)),
@@ -176,6 +178,13 @@ impl Application {
             });
         }
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        // On shutdown, revocation-feed streams end at once (their clients reconnect elsewhere)
+        // instead of holding the graceful shutdown open.
+        let feed = self.state.feed.clone();
+        let shutdown = async move {
+            shutdown.await;
+            feed.resync();
+        };
         server::serve(self.listener, app, shutdown).await;
         self.state.db.close().await;
         Ok(())

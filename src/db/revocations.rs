@@ -120,3 +120,45 @@ pub async fn delete_dead_tombstones(
     .await?;
     Ok(r.rows_affected())
 }
+
+/// A revocation as the revocation feed tells it (`live::feed`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FeedEntry {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    /// Unix seconds (rounded up) until which access tokens of the session could be valid.
+    pub tokens_until: i64,
+    /// Unix seconds of the revocation (or deletion).
+    pub revoked_at: i64,
+    /// `sessions.revoked_reason`; `None` for a deleted session.
+    pub reason: Option<String>,
+}
+
+/// Every revocation whose tokens may still be alive (the feed's snapshot), or, with `only`,
+/// those of the given sessions.
+pub async fn feed_entries(
+    db: impl PgExecutor<'_>,
+    keep_after: Duration,
+    only: Option<&[Uuid]>,
+) -> Result<Vec<FeedEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id AS session_id, user_id,
+                ceil(extract(epoch FROM access_expires_at))::int8 AS tokens_until,
+                floor(extract(epoch FROM revoked_at))::int8 AS revoked_at,
+                revoked_reason AS reason
+         FROM sessions
+         WHERE revoked_at IS NOT NULL
+           AND access_expires_at > now() - make_interval(secs => $1)
+           AND ($2::uuid[] IS NULL OR id = ANY($2))
+         UNION ALL
+         SELECT session_id, user_id, ceil(extract(epoch FROM access_expires_at))::int8,
+                floor(extract(epoch FROM deleted_at))::int8, NULL
+         FROM session_tombstones
+         WHERE access_expires_at > now() - make_interval(secs => $1)
+           AND ($2::uuid[] IS NULL OR session_id = ANY($2))",
+    )
+    .bind(secs(keep_after))
+    .bind(only)
+    .fetch_all(db)
+    .await
+}

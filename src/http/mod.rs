@@ -12,6 +12,7 @@ pub mod introspect;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod revocations;
 pub mod sessions;
 pub mod wellknown;
 
@@ -28,6 +29,7 @@ pub fn routes(metrics_on_main_listener: bool) -> OpenApiRouter<AppState> {
         .merge(account::router())
         .merge(email::router())
         .merge(introspect::router())
+        .merge(revocations::router())
         .merge(sessions::router())
         .merge(events::router())
         .merge(admin::router())

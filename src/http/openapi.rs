@@ -40,6 +40,7 @@ pub const BEARER: &str = "bearer";
 pub const REFRESH_COOKIE: &str = "refresh_cookie";
 pub const INTROSPECTION_BASIC: &str = "introspection_basic";
 pub const INTROSPECTION_BEARER: &str = "introspection_bearer";
+pub const RESOURCE_BEARER: &str = "resource_bearer";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -84,6 +85,10 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             INTROSPECTION_BEARER,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            RESOURCE_BEARER,
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }

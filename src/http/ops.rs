@@ -101,6 +101,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         denylist_size: state.revocations.len() as i64,
         revocation_db_fallbacks: state.revocations.fallbacks() as i64,
         rate_limit_keys: state.rate_limits.as_ref().map_or(0, |r| r.keys() as i64),
+        feed_subscribers: state.feed.subscribers() as i64,
     };
     match state.metrics.encode(gauges) {
         Ok(body) => {

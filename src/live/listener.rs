@@ -153,6 +153,7 @@ async fn listen_once(
     state.users.clear();
     state.keys_changed.notify_one();
     state.revocations.set_connected(true);
+    state.feed.resync();
     tracing::info!(revocations = reloaded, "listening for revocations");
     loop {
         let notification = tokio::select! {
@@ -164,8 +165,12 @@ async fn listen_once(
             CH_REVOKED_UNTIL | CH_REVOKED => match parse_revocation(n.payload()) {
                 Some((sid, Some(access_expires))) => {
                     state.revocations.insert([(sid, access_expires)]);
+                    state.feed.revoked(sid);
                 }
-                Some((sid, None)) => state.revocations.insert_pending([sid]),
+                Some((sid, None)) => {
+                    state.revocations.insert_pending([sid]);
+                    state.feed.revoked(sid);
+                }
                 None => tracing::warn!(channel = n.channel(), "unreadable revocation notice"),
             },
             CH_USERS => {
@@ -173,7 +178,10 @@ async fn listen_once(
                     state.users.invalidate(id);
                 }
             }
-            CH_KEYS => state.keys_changed.notify_one(),
+            CH_KEYS => {
+                state.keys_changed.notify_one();
+                state.feed.keys_changed();
+            }
             CH_HEARTBEAT => {
                 if let Some(sent_ms) = parse_heartbeat(n.payload(), instance) {
                     state.revocations.mark_complete(sent_ms);

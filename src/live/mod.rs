@@ -31,5 +31,6 @@
 //! No configuration remains that could break it, so none is refused at start.
 
 pub mod denylist;
+pub mod feed;
 pub mod listener;
 pub mod users;

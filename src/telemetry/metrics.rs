@@ -75,6 +75,7 @@ pub struct Metrics {
     rate_limit_keys: Gauge,
     emails: Family<EmailLabels, Counter>,
     email_queue: Gauge,
+    feed_subscribers: Gauge,
 }
 
 impl Default for Metrics {
@@ -108,6 +109,7 @@ impl Metrics {
             rate_limit_keys: Gauge::default(),
             emails: Family::default(),
             email_queue: Gauge::default(),
+            feed_subscribers: Gauge::default(),
             registry: Registry::default(),
             http_handles: RwLock::default(),
         };
@@ -182,6 +184,11 @@ impl Metrics {
             "email_queue_depth",
             "Messages waiting for a delivery slot",
             m.email_queue.clone(),
+        );
+        registry.register(
+            "revocation_feed_subscribers",
+            "Resource servers subscribed to GET /auth/revocations on this instance",
+            m.feed_subscribers.clone(),
         );
         Self { registry, ..m }
     }
@@ -297,6 +304,7 @@ pub struct Gauges {
     pub denylist_size: i64,
     pub revocation_db_fallbacks: i64,
     pub rate_limit_keys: i64,
+    pub feed_subscribers: i64,
 }
 
 /// The live-session count is recounted at most this often, however often /metrics is scraped.
@@ -340,6 +348,7 @@ impl Metrics {
         self.denylist_size.set(g.denylist_size);
         self.revocation_db_fallbacks.set(g.revocation_db_fallbacks);
         self.rate_limit_keys.set(g.rate_limit_keys);
+        self.feed_subscribers.set(g.feed_subscribers);
         let mut body = String::new();
         encode(&mut body, &self.registry)?;
         Ok(body)

@@ -311,6 +311,29 @@ impl Jwt {
         Ok((token, u64::try_from(exp.saturating_sub(now)).unwrap_or(0)))
     }
 
+    /// Signs a Security Event Token (RFC 8417: header `typ: secevent+jwt`) with the current
+    /// signing key, adding `iss`, `aud` (this server's), `iat` and a fresh `jti` to `claims`
+    /// (a JSON object carrying the `events` claim). Returns the token and its `jti`. Errors: no
+    /// signing key on this instance.
+    pub fn sign_set(&self, mut claims: serde_json::Value) -> Result<(String, Uuid), ApiError> {
+        let keys = self.keys();
+        let signer = keys
+            .signer
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("no signing key for security event tokens"))?;
+        let jti = Uuid::new_v4();
+        claims["iss"] = serde_json::json!(self.issuer);
+        claims["aud"] = serde_json::json!(self.audience);
+        claims["iat"] = serde_json::json!(unix_now());
+        claims["jti"] = serde_json::json!(jti);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("secevent+jwt".into());
+        header.kid = Some(signer.kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &signer.key).map_err(ApiError::internal)?;
+        Ok((token, jti))
+    }
+
     /// Whether the token names a `kid` this instance does not know (it may be newer than our
     /// key set).
     pub fn has_unknown_kid(&self, token: &str) -> bool {

@@ -17,6 +17,7 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
         ("AUTHD_ISSUER", "not a url"),
         ("AUTHD_BIND", "localhost"),
         ("AUTHD_COOKIE_SECURE", "perhaps"),
+        ("AUTHD_RESOURCE_SECRET", "too short"),
         (
             "AUTHD_ALLOWED_ORIGINS",
             "https://ok.test,https://bad.test/path",

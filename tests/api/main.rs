@@ -17,6 +17,7 @@ mod deletion;
 mod email;
 mod errors;
 mod faults;
+mod feed;
 mod login;
 mod logout;
 mod observability;

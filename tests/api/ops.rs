@@ -129,6 +129,7 @@ async fn openapi_describes_every_endpoint() {
         ("post", "/auth/email/change"),
         ("get", "/auth/events"),
         ("post", "/auth/introspect"),
+        ("get", "/auth/revocations"),
         ("get", "/admin/users"),
         ("get", "/admin/users/{id}"),
         ("patch", "/admin/users/{id}"),
