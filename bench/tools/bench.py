@@ -12,6 +12,7 @@
   keep FILE TITLE SUMMARY     add a run's summary to bench/SUMMARY.md (raw outputs are not committed)
 """
 import argparse
+import base64
 import glob
 import http.client
 import json
@@ -392,6 +393,84 @@ def revocation(args):
            "polls": {"p50": q(polls, .5), "max": max(polls)},
            "me_rtt_ms": {"p50": q(rtts, .5), "p99": q(rtts, .99)},
            "raw_delay_ms": [round(d, 3) for d in delays]}
+    print(json.dumps(res))
+
+
+# --------------------------------------------------------------------------------------------
+# revocation feed (GET /auth/revocations): revoke -> SET on a subscriber
+
+class FeedReader(threading.Thread):
+    """Reads A's revocation feed (SSE) and records when each session's SET arrived."""
+
+    def __init__(self, base, secret):
+        super().__init__(daemon=True)
+        u = urllib.parse.urlparse(base)
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        self.secret = secret
+        self.seen = {}  # sid -> perf_counter() of arrival
+        self.ready = threading.Event()
+        self.cond = threading.Condition()
+
+    def run(self):
+        self.conn.request("GET", "/auth/revocations",
+                          headers={"Authorization": f"Bearer {self.secret}"})
+        r = self.conn.getresponse()
+        assert r.status == 200, f"feed: {r.status}"
+        event, data = None, []
+        for raw in r:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line == "":
+                if event == "ready":
+                    self.ready.set()
+                elif event == "revocation" and data:
+                    payload = data[0].split(".")[1]
+                    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+                    with self.cond:
+                        self.seen.setdefault(claims["sid"], time.perf_counter())
+                        self.cond.notify_all()
+                event, data = None, []
+
+    def wait_for(self, sid, give_up):
+        end = time.perf_counter() + give_up
+        with self.cond:
+            while sid not in self.seen:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+            return self.seen[sid]
+
+
+def feed(args):
+    reader = FeedReader(args.a, args.secret)
+    reader.start()
+    assert reader.ready.wait(30), "the feed sent no ready"
+    body = json.dumps({"email": args.email, "password": args.password})
+    sessions = login_many(args.b, "/auth/login", [body], args.n, None, "json:access_token",
+                          threads=2, sid_field="session_id")
+    clients = {"A": Client(args.a), "B": Client(args.b)}
+    delays = {"A": [], "B": []}
+    missing = 0
+    for i, (_, access, sid) in enumerate(sessions):
+        via = "A" if i % 2 == 0 else "B"  # revoked through the subscribed instance, or the other
+        st, _, data = clients[via].request("DELETE", f"/auth/sessions/{sid}",
+                                           headers={"Authorization": f"Bearer {access}"})
+        t_ack = time.perf_counter()
+        assert st == 204, f"{via} DELETE /auth/sessions: {st} {data[:200]!r}"
+        t_seen = reader.wait_for(sid, args.give_up)
+        if t_seen is None:
+            missing += 1
+            continue
+        delays[via].append(max(0.0, (t_seen - t_ack) * 1e3))
+    q = lambda v, p: sorted(v)[min(len(v) - 1, int(p * len(v)))] if v else None
+    res = {"n": args.n, "missing": missing}
+    for via, v in delays.items():
+        res[f"revoked_via_{via}"] = {"n": len(v), "p50_ms": q(v, .5), "p99_ms": q(v, .99),
+                                     "max_ms": max(v) if v else None}
     print(json.dumps(res))
 
 
@@ -816,6 +895,15 @@ def main():
     p.add_argument("--poll-ms", type=float, default=1.0)
     p.add_argument("--give-up", type=float, default=5.0, help="seconds")
     p.set_defaults(fn=revocation)
+    p = sp.add_parser("feed")
+    p.add_argument("--a", required=True)
+    p.add_argument("--b", required=True)
+    p.add_argument("--secret", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--n", type=int, default=120)
+    p.add_argument("--give-up", type=float, default=5.0)
+    p.set_defaults(fn=feed)
     p = sp.add_parser("report")
     p.add_argument("out"); p.add_argument("--readme"); p.add_argument("--rel")
     p.set_defaults(fn=report)
