@@ -294,10 +294,21 @@ class JwksCache {
     this.inflight = null;
   }
 
-  /** Refetches the JWKS (`force`: even within a second of the last fetch). */
+  /**
+   * Refetches the JWKS. Without `force`, a fetch within a second of the last one waits for the
+   * second to pass (callers share that one fetch), so an unknown kid costs at most one fetch a
+   * second and a key published just after the last fetch is still found.
+   */
   async refresh(force = false) {
     if (this.inflight) return this.inflight;
-    if (!force && Date.now() - this.fetchedAt < JWKS_MIN_INTERVAL_MS) return;
+    const wait = this.fetchedAt + JWKS_MIN_INTERVAL_MS - Date.now();
+    if (!force && wait > 0) {
+      this.inflight = new Promise((ok) => setTimeout(ok, wait)).then(() => {
+        this.inflight = null;
+        return this.refresh(true);
+      });
+      return this.inflight;
+    }
     this.fetchedAt = Date.now();
     this.inflight = (async () => {
       const res = await fetch(this.url, { signal: AbortSignal.timeout(5000) });

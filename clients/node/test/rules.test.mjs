@@ -82,8 +82,11 @@ test("an unknown kid refetches the JWKS at most once a second, and a new key is 
   const unknown = await token({ header: { kid: "k2" }, signWith: newKey.privateKey });
   await assert.rejects(verifier.verify(unknown), { code: "invalid_token" });
   const before = jwksFetches;
-  for (let i = 0; i < 20; i++) await assert.rejects(verifier.verify(unknown), { code: "invalid_token" });
-  assert.ok(jwksFetches - before <= 1, `${jwksFetches - before} fetches for 20 unknown-kid tokens`);
+  const started = Date.now();
+  const flood = await Promise.allSettled(Array.from({ length: 20 }, () => verifier.verify(unknown)));
+  assert.ok(flood.every((r) => r.status === "rejected" && r.reason.code === "invalid_token"));
+  const allowed = 1 + Math.floor((Date.now() - started) / 1000);
+  assert.ok(jwksFetches - before <= allowed, `${jwksFetches - before} fetches for 20 unknown-kid tokens`);
   publicJwks = [...publicJwks, { ...(await exportJWK(newKey.publicKey)), kid: "k2" }];
   const start = Date.now();
   const claims = await (async () => {
