@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
-import { createVerifier } from "../src/index.js";
+import { Hono } from "hono";
+import { createVerifier, honoAuth } from "../src/index.js";
 import { SseParser } from "../src/sse.js";
 
 const ISS = "http://issuer.test";
@@ -112,4 +113,21 @@ test("the SSE parser handles CRLF, split chunks, comments, multi-line data", () 
     { event: "revocation", data: "a\nb", id: "1" },
     { event: "message", data: "x", id: "1" },
   ]);
+});
+
+test("the Hono middleware sets c.get('auth') or answers 401 problem+json", async () => {
+  const app = new Hono();
+  app.use("/api/*", honoAuth(verifier));
+  app.get("/api/hello", (c) => c.json(c.get("auth")));
+  const ok = await app.request("/api/hello", { headers: { Authorization: `Bearer ${await token()}` } });
+  assert.equal(ok.status, 200);
+  assert.equal((await ok.json()).sid, "s1");
+  const bad = await app.request("/api/hello", { headers: { Authorization: "Bearer x.y.z" } });
+  assert.equal(bad.status, 401);
+  assert.equal(bad.headers.get("www-authenticate"), 'Bearer error="invalid_token"');
+  assert.equal(bad.headers.get("content-type"), "application/problem+json");
+  assert.equal((await bad.json()).code, "invalid_token");
+  const none = await app.request("/api/hello");
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get("www-authenticate"), "Bearer");
 });
