@@ -5,7 +5,8 @@
 #      AUTHD_TEST_DATABASE_SERVER to use another server);
 #   2. schemathesis against a live server: /openapi.json matches reality (no 5xx, no schema or
 #      status-code violations);
-#   3. the browser tests: the JS client and the demo in Chromium against a real authd.
+#   3. the browser tests: the JS client and the demo in Chromium against a real authd;
+#   4. the Node verifier (clients/node, node --test) against real authd instances.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,6 @@ if [ ! -x "$chromium_bin" ]; then
   exit 1
 fi
 (cd tests/browser && npm ci --no-audit --no-fund && npm test)
+
+echo "== Node verifier tests (clients/node: @authd/verifier and its example API against real authd instances)"
+(cd clients/node && npm ci --no-audit --no-fund && npm test)
