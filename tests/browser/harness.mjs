@@ -213,6 +213,35 @@ export async function startStack({ env = {}, extraDemos = 0 } = {}) {
   );
   if (authd.exitCode !== null) throw new Error(`authd exited: ${authd.log.join("")}`);
 
+  /**
+   * Starts clients/node/examples/api.mjs (a resource server on @authd/verifier) against this
+   * stack's authd, allowing the demo's origin; resolves to its URL once its revocation feed is
+   * ready. Needs AUTHD_RESOURCE_SECRET in `env` of startStack, and clients/node's npm ci.
+   */
+  stack.startExampleApi = async () => {
+    const api = start("example-api", process.execPath, [join(repo, "clients/node/examples/api.mjs")], {
+      env: {
+        ...inherited,
+        AUTHD_URL: stack.authdUrl,
+        AUTHD_ISSUER: stack.authdUrl,
+        AUTHD_RESOURCE_SECRET: stack.authdEnv.AUTHD_RESOURCE_SECRET,
+        ALLOWED_ORIGINS: stack.demoUrl,
+        PORT: "0",
+      },
+    });
+    stack.processes.push(api);
+    const url = await eventually(
+      () => {
+        const log = api.log.join("");
+        if (api.exitCode !== null) throw new Error(`example API exited: ${log}`);
+        const m = log.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+        return m && log.includes("revocation feed ready") ? m[1] : null;
+      },
+      { timeout: 20_000, message: "the example API and its revocation feed" },
+    );
+    return url;
+  };
+
   stack.browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 
   /** A new browser context (one "device"), closed after the current test. */

@@ -7,7 +7,8 @@
 // AUTHD_AUDIENCE (default authd), AUTHD_RESOURCE_SECRET (required), AUTHD_INTROSPECTION_SECRET
 // (needed with POLICY=introspect), POLICY (reject | introspect, default reject),
 // STALE_AFTER_MS (default 5000), AUTHD_FEED_URL (default <AUTHD_URL>/auth/revocations),
-// PORT (default 3000; 0 picks a free one). Listens on 127.0.0.1 and prints its URL.
+// PORT (default 3000; 0 picks a free one), ALLOWED_ORIGINS (comma-separated browser origins that
+// may call it with a Bearer token: CORS, no cookies). Listens on 127.0.0.1 and prints its URL.
 import express from "express";
 import { createVerifier, expressAuth } from "../src/index.js";
 
@@ -25,6 +26,22 @@ const verifier = createVerifier({
 });
 
 const app = express();
+// CORS for the SPA origins that call this API with `Authorization: Bearer` (no cookies).
+const allowed = new Set((env.ALLOWED_ORIGINS ?? "").split(",").map((o) => o.trim()).filter(Boolean));
+app.use((req, res, next) => {
+  const origin = req.get("origin");
+  if (origin && allowed.has(origin)) {
+    res.set("Access-Control-Allow-Origin", origin);
+    res.set("Vary", "Origin");
+    if (req.method === "OPTIONS") {
+      res.set("Access-Control-Allow-Headers", "Authorization");
+      res.set("Access-Control-Allow-Methods", "GET");
+      res.set("Access-Control-Max-Age", "600");
+      return res.status(204).end();
+    }
+  }
+  next();
+});
 app.get("/healthz", (_req, res) => res.json({ feed: verifier.isFresh() ? "fresh" : "stale" }));
 app.get("/hello", expressAuth(verifier), (req, res) => {
   res.json({ hello: req.auth.sub, claims: req.auth });
