@@ -33,6 +33,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub(crate) struct Feed {
     state: Mutex<State>,
+    /// Woken on every `ready`.
+    pub(crate) ready: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -73,6 +75,8 @@ impl Feed {
             state.current_at = Some(Instant::now());
             let now = unix_now();
             state.denied.retain(|_, until| *until >= now);
+            drop(state);
+            self.ready.notify_waiters();
         }
     }
 
@@ -102,7 +106,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     backoff = FIRST_BACKOFF;
                 }
             }
-            Err(error) => tracing::warn!(%error, "authd revocation feed unavailable"),
+            Err(error) => tracing::warn!(?error, "authd revocation feed unavailable"),
         }
         shared.feed.set_complete(false);
         tokio::time::sleep(backoff).await;

@@ -99,7 +99,7 @@ impl Keys {
                 tracing::debug!(keys = keys.len(), "authd JWKS fetched");
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
             }
-            Err(error) => tracing::warn!(url = %self.url, %error, "fetching authd's JWKS failed"),
+            Err(error) => tracing::warn!(url = %self.url, ?error, "fetching authd's JWKS failed"),
         }
     }
 }

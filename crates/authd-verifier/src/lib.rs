@@ -299,7 +299,7 @@ impl Verifier {
                 Ok(true) => Ok(claims),
                 Ok(false) => Err(Error::Inactive),
                 Err(error) => {
-                    tracing::warn!(%error, "authd introspection failed");
+                    tracing::warn!(?error, "authd introspection failed");
                     Err(Error::Unavailable)
                 }
             },
@@ -311,6 +311,23 @@ impl Verifier {
     pub fn feed_is_fresh(&self) -> bool {
         let shared = &self.inner.shared;
         shared.feed.is_fresh(shared.config.stale_after)
+    }
+
+    /// Waits (at most `within`) until the feed is fresh, e.g. before a server starts taking
+    /// requests; returns whether it is.
+    pub async fn wait_fresh(&self, within: Duration) -> bool {
+        let feed = &self.inner.shared.feed;
+        let fresh = async {
+            loop {
+                // Created before the check, so a `ready` in between is not missed.
+                let ready = feed.ready.notified();
+                if self.feed_is_fresh() {
+                    return;
+                }
+                ready.await;
+            }
+        };
+        tokio::time::timeout(within, fresh).await.is_ok()
     }
 
     async fn verify_offline(&self, token: &str) -> Result<Claims, Error> {
