@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of authd:
-#   1. cargo test: unit tests and the HTTP integration tests (each test gets its own fresh
+#   1. cargo test: unit tests and the HTTP integration tests of authd and crates/authd-verifier (each test gets its own fresh
 #      database on the local Postgres, postgres://postgres@127.0.0.1:5432 by default; set
 #      AUTHD_TEST_DATABASE_SERVER to use another server);
 #   2. schemathesis against a live server: /openapi.json matches reality (no 5xx, no schema or
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo test"
-cargo test --all-targets --locked
+cargo test --workspace --all-targets --locked
 
 echo "== OpenAPI conformance (schemathesis)"
 cargo build --locked --bin authd

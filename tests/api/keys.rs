@@ -406,7 +406,10 @@ impl Drop for Example {
     }
 }
 
-/// Starts `examples/resource_server.rs` against `app`.
+/// The AUTHD_RESOURCE_SECRET the example and its authd share.
+const EXAMPLE_FEED_SECRET: &str = "example-feed-secret-0123456789abcdef";
+
+/// Starts `examples/resource_server.rs` against `app` (which must have `EXAMPLE_FEED_SECRET`).
 async fn start_example(app: &TestApp) -> Example {
     let base = app.base.clone();
     // Blocking work (build, read its stdout) off the test's single-threaded runtime, which
@@ -430,6 +433,7 @@ fn start_example_blocking(base: &str) -> Example {
         .env("AUTHD_URL", base)
         .env("AUTHD_ISSUER", "http://localhost:8080")
         .env("BIND", "127.0.0.1:0")
+        .env("AUTHD_RESOURCE_SECRET", EXAMPLE_FEED_SECRET)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -447,7 +451,7 @@ fn start_example_blocking(base: &str) -> Example {
 
 #[tokio::test]
 async fn the_resource_server_example_verifies_tokens_offline_and_follows_rotation() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.resource_secret = Some(EXAMPLE_FEED_SECRET.into())).await;
     wait_live(&app).await;
     let example = start_example(&app).await;
     let admin = app.admin().await;
@@ -472,7 +476,12 @@ async fn the_resource_server_example_verifies_tokens_offline_and_follows_rotatio
     assert_eq!(admin_only.status(), 200);
 
     for bad in ["garbage".to_string(), format!("{}x", admin.access)] {
-        assert_eq!(hello(bad).await.unwrap().status(), 401);
+        let res = hello(bad).await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
     }
 
     // After a rotation the example meets an unknown kid and refetches the JWKS once.
@@ -489,4 +498,19 @@ async fn the_resource_server_example_verifies_tokens_offline_and_follows_rotatio
     })
     .await;
     assert!(followed, "the example accepts tokens of the new key");
+
+    // A revoked session is refused by the example within a second (the revocation feed).
+    let res = app
+        .delete(
+            &format!("/auth/sessions/{}", fresh.session_id),
+            &admin.access,
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    let refused = eventually(Duration::from_secs(1), || async {
+        hello(fresh.access.clone()).await.unwrap().status() == 401
+    })
+    .await;
+    assert!(refused, "revoked within 1 s");
+    assert_eq!(hello(admin.access.clone()).await.unwrap().status(), 200);
 }

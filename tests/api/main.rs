@@ -31,3 +31,4 @@ mod revocation;
 mod sessions;
 mod smtp;
 mod tokens;
+mod verifier;
