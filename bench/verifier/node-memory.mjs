@@ -1,4 +1,4 @@
-// Memory probe for bench/verifier/node.mjs: heap and RSS of this process before a verifier, and
+// Memory probe for bench/verifier/run.mjs: heap and RSS of this process before a verifier, and
 // with the verifier holding every live revocation of the feed's snapshot. Prints one line
 // "MEMORY {json}".
 import { fileURLToPath } from "node:url";

@@ -1,15 +1,19 @@
-// Benchmark of @authd/verifier (clients/node), issue 15's scenario 5, against real authd
-// instances (release build) on one fresh database:
+// Benchmark of the verifiers (issue 15's scenario 5): @authd/verifier (clients/node) and
+// authd-verifier (crates/authd-verifier), against real authd instances (release build) on one
+// fresh database:
 //   1. revocation reach: N sessions revoked through authd B; the delay from B's 204 to the first
-//      401 of the example API (polled every ~1 ms), next to the same-instance figure (authd A's
-//      own /auth/me after a revocation through A) and the cross-instance one (A after B);
-//   2. cost per request: verifier.verify(token) vs plain offline verification (jose jwtVerify
-//      with the same key and checks, no deny-list), same process, same token, interleaved runs;
-//   3. memory: heap and RSS of a verifier process holding 100,000 live revocations (inserted
-//      into the database, delivered by the feed's snapshot), minus the same process empty.
-// Usage: node bench/verifier/node.mjs (env BENCH_REVOCATIONS=120, BENCH_CALLS=20000,
-// BENCH_DENIED=100000). Prints one JSON object. Everything listens on 127.0.0.1 and is stopped
-// at the end; the database it creates is dropped.
+//      401 of each example API (Node: clients/node/examples/api.mjs, Rust:
+//      examples/resource_server.rs, both subscribed to authd A's feed; polled back to back), next
+//      to the same-instance figure (authd A's own /auth/me after a revocation through A) and the
+//      cross-instance one (A after B);
+//   2. cost per request: verify(token) vs plain offline verification with the same library, key
+//      and checks but no deny-list (jose jwtVerify; jsonwebtoken decode), same process, same
+//      token, 5 interleaved pairs of BENCH_CALLS calls;
+//   3. memory: a verifier process holding BENCH_DENIED live revocations (inserted into the
+//      database, delivered by the feed's snapshot) against the same process before.
+// Usage: bench/verifier/run.sh (builds, then runs this). Env BENCH_REVOCATIONS=120,
+// BENCH_CALLS=20000, BENCH_DENIED=100000. Prints one JSON object. Everything listens on
+// 127.0.0.1 and is stopped at the end; the database it creates is dropped.
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -105,7 +109,16 @@ async function main() {
     PORT: String(apiPort),
   });
   const API = `http://127.0.0.1:${apiPort}`;
-  await until(async () => api.out.includes("revocation feed ready"), 20_000, "example API");
+  await until(async () => api.out.includes("revocation feed ready"), 20_000, "Node example API");
+  const rustPort = await freePort();
+  const rustApi = start(join(repo, "target/release/examples/resource_server"), [], {
+    AUTHD_URL: A,
+    AUTHD_ISSUER: A,
+    AUTHD_RESOURCE_SECRET: SECRET,
+    BIND: `127.0.0.1:${rustPort}`,
+  });
+  const RUST = `http://127.0.0.1:${rustPort}`;
+  await until(async () => rustApi.out.includes("listening on"), 20_000, "Rust example API");
 
   // 1. revocation reach
   const logins = [];
@@ -114,21 +127,28 @@ async function main() {
     logins.push(r.json);
   }
   const viaB = [];
+  const rustViaB = [];
   const sameInstance = [];
   const crossInstance = [];
   for (let i = 0; i < N; i++) {
     const t = logins[i];
-    if ((await call(API, "GET", "/hello", { token: t.access_token })).status !== 200) throw new Error("API before");
+    for (const base of [API, RUST]) {
+      const before = await call(base, "GET", "/hello", { token: t.access_token });
+      if (before.status !== 200) throw new Error(`${base} before: ${before.status}`);
+    }
     await call(B, "DELETE", `/auth/sessions/${t.session_id}`, { token: t.access_token });
     const t0 = performance.now();
     let apiAt = null;
+    let rustAt = null;
     let aAt = null;
-    while (apiAt === null || aAt === null) {
+    while (apiAt === null || rustAt === null || aAt === null) {
       if (apiAt === null && (await call(API, "GET", "/hello", { token: t.access_token })).status === 401) apiAt = performance.now();
+      if (rustAt === null && (await call(RUST, "GET", "/hello", { token: t.access_token })).status === 401) rustAt = performance.now();
       if (aAt === null && (await call(A, "GET", "/auth/me", { token: t.access_token })).status === 401) aAt = performance.now();
-      if (performance.now() - t0 > 5000) throw new Error(`not refused within 5 s (API ${apiAt}, A ${aAt})`);
+      if (performance.now() - t0 > 5000) throw new Error(`not refused within 5 s (${apiAt}, ${rustAt}, ${aAt})`);
     }
     viaB.push(apiAt - t0);
+    rustViaB.push(rustAt - t0);
     crossInstance.push(aAt - t0);
     const s = logins[N + i];
     await call(A, "DELETE", `/auth/sessions/${s.session_id}`, { token: s.access_token });
@@ -180,15 +200,28 @@ async function main() {
   const mem = await until(async () => {
     const m = memProbe.out.match(/^MEMORY (.*)$/m);
     return m ? JSON.parse(m[1]) : null;
-  }, 300_000, "memory probe");
+  }, 600_000, "memory probe");
+  const rustProbe = start(join(repo, "target/release/examples/verifier_probe"), [], {
+    AUTHD_URL: A,
+    AUTHD_RESOURCE_SECRET: SECRET,
+    TOKEN: live.access_token,
+    CALLS: String(CALLS),
+  });
+  const rust = await until(async () => {
+    const line = rustProbe.out.split("\n").find((l) => l.startsWith("{"));
+    return line ? JSON.parse(line) : null;
+  }, 600_000, "Rust verifier probe");
 
   const result = {
     revocations: N,
-    api_refuses_after_revocation_via_other_instance: stats(viaB),
+    node_api_refuses_after_revocation_via_b: stats(viaB),
+    rust_api_refuses_after_revocation_via_b: stats(rustViaB),
     authd_a_refuses_after_revocation_via_b: stats(crossInstance),
     authd_a_refuses_after_revocation_via_a: stats(sameInstance),
-    cost_per_request: { calls: CALLS, pairs, ratio_median: q(pairs.map((p) => p.ratio), 0.5) },
-    memory: mem,
+    node_cost_per_request: { calls: CALLS, pairs, ratio_median: q(pairs.map((p) => p.ratio), 0.5) },
+    node_memory_with_denied: { denied: DENIED, ...mem },
+    rust_cost_per_request: rust.cost,
+    rust_memory_with_denied: { denied: DENIED, ...rust.memory },
   };
   console.log(JSON.stringify(result, null, 2));
 }
