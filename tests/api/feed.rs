@@ -96,15 +96,7 @@ impl Subscriber {
 
 /// Verifies a SET with nothing but the JWKS and returns its header and claims.
 async fn verify_set(app: &TestApp, set: &str) -> (jsonwebtoken::Header, Value) {
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let header = jsonwebtoken::decode_header(set).unwrap();
     let jwk = jwks["keys"]
         .as_array()

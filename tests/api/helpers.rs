@@ -262,6 +262,12 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// GET `path` (no credentials) and its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(self.url(path))

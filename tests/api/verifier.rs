@@ -206,15 +206,7 @@ async fn forged_revocations_are_ignored_and_genuine_ones_kept() {
     revoke(&app, &eve, &eve).await;
     let genuine = snapshot_sets(&app).await;
     assert_eq!(genuine.len(), 1, "eve's revocation");
-    let jwks: Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     let real_kid = jsonwebtoken::decode_header(&ann.access)
         .unwrap()
         .kid

@@ -27,12 +27,18 @@ async fn main() {
     let url = std::env::var("AUTHD_URL").expect("AUTHD_URL");
     let secret = std::env::var("AUTHD_RESOURCE_SECRET").expect("AUTHD_RESOURCE_SECRET");
     let token = std::env::var("TOKEN").expect("TOKEN");
-    let calls: usize = std::env::var("CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(20_000);
+    let calls: usize = std::env::var("CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(20_000);
 
     let before = rss_mib();
     let started = Instant::now();
     let verifier = Verifier::start(Config::new(url.clone(), secret)).expect("config");
-    assert!(verifier.wait_fresh(Duration::from_secs(600)).await, "feed ready");
+    assert!(
+        verifier.wait_fresh(Duration::from_secs(600)).await,
+        "feed ready"
+    );
     let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
     let after = rss_mib();
 
@@ -42,7 +48,8 @@ async fn main() {
         .json()
         .await
         .expect("jwks json");
-    let key = DecodingKey::from_ed_components(jwks["keys"][0]["x"].as_str().expect("x")).expect("key");
+    let key =
+        DecodingKey::from_ed_components(jwks["keys"][0]["x"].as_str().expect("x")).expect("key");
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_issuer(&[url.as_str()]);
     validation.set_audience(&["authd"]);
@@ -68,7 +75,10 @@ async fn main() {
         let v = t.elapsed().as_secs_f64() * 1e6 / calls as f64;
         pairs.push(serde_json::json!({ "plain_us": p, "verifier_us": v, "ratio": v / p }));
     }
-    let mut ratios: Vec<f64> = pairs.iter().map(|p| p["ratio"].as_f64().unwrap_or(0.0)).collect();
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|p| p["ratio"].as_f64().unwrap_or(0.0))
+        .collect();
     ratios.sort_by(f64::total_cmp);
     println!(
         "{}",
