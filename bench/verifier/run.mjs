@@ -61,7 +61,10 @@ function start(cmd, args, env) {
 async function until(check, ms, what) {
   const end = Date.now() + ms;
   for (;;) {
-    const v = await check().catch(() => null);
+    const v = await check().catch((err) => {
+      if (String(err?.message).includes("exited")) throw err;
+      return null;
+    });
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await sleep(50);
@@ -209,7 +212,9 @@ async function main() {
   });
   const rust = await until(async () => {
     const line = rustProbe.out.split("\n").find((l) => l.startsWith("{"));
-    return line ? JSON.parse(line) : null;
+    if (line) return JSON.parse(line);
+    if (rustProbe.exitCode !== null) throw new Error(`Rust probe exited: ${rustProbe.out}`);
+    return null;
   }, 600_000, "Rust verifier probe");
 
   const result = {

@@ -22,7 +22,9 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-#[tokio::main(flavor = "current_thread")]
+// Two workers, as in a server: the timing loops never yield, and the feed task (heartbeats) must
+// keep running beside them or the verifier would rightly call its feed stale.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let url = std::env::var("AUTHD_URL").expect("AUTHD_URL");
     let secret = std::env::var("AUTHD_RESOURCE_SECRET").expect("AUTHD_RESOURCE_SECRET");
