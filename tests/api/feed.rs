@@ -323,3 +323,84 @@ async fn what_an_instance_missed_while_its_listener_was_down_reaches_subscribers
     let (_, claims) = verify_set(&a, &first.data).await;
     assert_eq!(revoked_session(&claims).0, phone.session_id.to_string());
 }
+
+#[tokio::test]
+async fn subscribers_are_capped() {
+    let app = spawn_app_with(|c| c.resource_secret = Some(SECRET.into())).await;
+    wait_live(&app).await;
+    let max = authd::live::feed::MAX_SUBSCRIBERS;
+    let mut subs = Vec::with_capacity(max);
+    for _ in 0..max {
+        subs.push(Subscriber::connect(&app).await);
+    }
+    let res = app
+        .client
+        .get(app.url("/auth/revocations"))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 503, "unavailable").await;
+    subs.truncate(max - 1);
+    let freed = eventually(Duration::from_secs(5), || async {
+        app.state.feed.subscribers() < max
+    })
+    .await;
+    assert!(freed);
+    assert_eq!(
+        Subscriber::connect(&app)
+            .await
+            .next(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .event,
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_dropped_not_buffered_for() {
+    let app = spawn_app_with(|c| c.resource_secret = Some(SECRET.into())).await;
+    wait_live(&app).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let ann = app.user_id("ann@example.test").await;
+    // Connected, and then never read again.
+    let mut stuck = Subscriber::connect(&app).await;
+    assert_eq!(
+        stuck.next(Duration::from_secs(5)).await.unwrap().event,
+        "ready"
+    );
+    // 15,000 revocations (rows made in SQL, announced like real ones; fewer than the signer's
+    // backlog, so no resync ends the stream for it): far more than the
+    // broadcast ring, the connection's buffer and the socket buffers hold.
+    sqlx::query(
+        "WITH s AS (
+            INSERT INTO sessions (id, user_id, expires_at, absolute_expires_at, access_expires_at,
+                                  revoked_at, revoked_reason)
+            SELECT gen_random_uuid(), $1, now() + interval '1 day', now() + interval '1 day',
+                   now() + interval '1 hour', now(), 'admin_revoked'
+            FROM generate_series(1, 15000)
+            RETURNING id, access_expires_at)
+         SELECT count(pg_notify('authd_revoked_until',
+                                id::text || ' ' || ceil(extract(epoch FROM access_expires_at))::int8::text))
+         FROM s",
+    )
+    .bind(ann)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let dropped = eventually(Duration::from_secs(30), || async {
+        app.state.feed.subscribers() == 0
+    })
+    .await;
+    assert!(dropped, "the stuck subscriber was dropped");
+    // The server stays healthy for everyone else.
+    assert_eq!(app.me_status(&t.access).await, 200);
+    let mut fresh = Subscriber::connect(&app).await;
+    let ready = fresh
+        .next_of("ready", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(ready.data, r#"{"snapshot":15000}"#);
+    drop(stuck);
+}
