@@ -87,7 +87,7 @@ pub enum KeysCommand {
     /// replaced by a new key, which signs at once.
     Revoke {
         /// The key's id (`kid`), as `keys list` shows it.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
     },
     /// List every key, one line each: kid, algorithm, created, state (pending, signing,
@@ -339,4 +339,22 @@ fn read_password() -> anyhow::Result<NewPassword> {
         bail!("no password: set AUTHD_PASSWORD, type it at the prompt or pipe it on stdin");
     }
     NewPassword::parse("password", raw).map_err(|e| anyhow::anyhow!("password {}", e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_kid_may_start_with_a_hyphen() {
+        // Key ids are base64url thumbprints: about one in 64 starts with `-`.
+        let cli = Cli::try_parse_from(["authd", "keys", "revoke", "--kid", "-3QB8KFGKneQjQeD"])
+            .expect("parses");
+        match cli.command {
+            Some(Command::Keys(KeysCommand::Revoke { kid })) => assert_eq!(kid, "-3QB8KFGKneQjQeD"),
+            _ => panic!("keys revoke"),
+        }
+    }
 }
