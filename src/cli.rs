@@ -60,6 +60,21 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Enable a disabled user again (their old sessions stay revoked).
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete a user (GDPR erasure): every session is revoked first, then the account and its
+    /// credentials are deleted; the audit trail keeps a `user_deleted` tombstone without the
+    /// address.
+    Delete {
+        #[arg(long)]
+        email: String,
+    },
+    /// List every user, oldest first, one tab-separated line each: id, email, verified or
+    /// unverified, enabled or disabled, roles (comma-separated, `-` for none), created (RFC 3339).
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +157,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if admin { " with role admin" } else { "" }
             );
             Ok(())
+        }
+        Command::User(UserCommand::Enable { email }) => {
+            let email = parse_email(&email)?;
+            let pool = app::prepare_database(&config).await?;
+            let user = find_user(&pool, &email).await?;
+            let change = UserChange {
+                disabled: Some(false),
+                roles: None,
+            };
+            session::account::update_user(
+                &Offline(&pool),
+                user.id,
+                &change,
+                Actor::Operator,
+                &cli_client(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("enabled {email}");
+            Ok(())
+        }
+        Command::User(UserCommand::Delete { email }) => {
+            let email = parse_email(&email)?;
+            let pool = app::prepare_database(&config).await?;
+            let user = find_user(&pool, &email).await?;
+            let revoked = session::account::delete_user(
+                &Offline(&pool),
+                user.id,
+                Actor::Operator,
+                &cli_client(),
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "deleted {email} ({}); revoked {revoked} session(s)",
+                user.id
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            let pool = app::prepare_database(&config).await?;
+            list_users(&pool).await
         }
         Command::User(UserCommand::Disable { email }) => {
             let email = parse_email(&email)?;
@@ -339,6 +397,43 @@ fn read_password() -> anyhow::Result<NewPassword> {
         bail!("no password: set AUTHD_PASSWORD, type it at the prompt or pipe it on stdin");
     }
     NewPassword::parse("password", raw).map_err(|e| anyhow::anyhow!("password {}", e.message))
+}
+
+/// Prints every user, oldest first, in pages (so a large table never sits in memory at once).
+async fn list_users(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    const PAGE: i64 = 1000;
+    let mut offset = 0;
+    loop {
+        let page = db::users::list_oldest_first(pool, PAGE, offset).await?;
+        for u in &page {
+            let created = u
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let roles = if u.roles.is_empty() {
+                "-".to_string()
+            } else {
+                u.roles.join(",")
+            };
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                u.id,
+                u.email,
+                if u.email_verified {
+                    "verified"
+                } else {
+                    "unverified"
+                },
+                if u.disabled { "disabled" } else { "enabled" },
+                roles,
+                created
+            );
+        }
+        if (page.len() as i64) < PAGE {
+            return Ok(());
+        }
+        offset += PAGE;
+    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,22 @@ pub async fn list(
     .await
 }
 
+/// Oldest first (the command line's `user list`), by `(created_at, id)` so pages never overlap.
+pub async fn list_oldest_first(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email, email_verified, roles, disabled, created_at FROM users
+         ORDER BY created_at, id LIMIT $1 OFFSET $2",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
 /// Replaces the password hash only if `current_hash` is still the user's hash and the user is
 /// enabled (a password change that raced another change or a disable does nothing). Returns
 /// whether it was replaced.

@@ -201,6 +201,75 @@ async fn offline_admin_commands() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+
+    // Enable: ann logs in again.
+    let out = authd_command(&db_name)
+        .args(["user", "enable", "--email", "ann@example.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_live(&app).await;
+    let ann3 = app.login("ann@example.test").await;
+
+    // List: one tab-separated line per user, oldest first.
+    let out = authd_command(&db_name)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = listing.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert_eq!(
+        &lines[0][1..5],
+        ["root@example.test", "unverified", "enabled", "admin"]
+    );
+    assert_eq!(
+        &lines[1][1..5],
+        ["ann@example.test", "unverified", "enabled", "-"]
+    );
+    assert!(lines[1][5].ends_with('Z'), "RFC 3339 UTC: {}", lines[1][5]);
+
+    // Delete: every session revoked (the running server refuses ann's token within a second),
+    // the account gone, a tombstone without the address left.
+    let out = authd_command(&db_name)
+        .args(["user", "delete", "--email", "ann@example.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = eventually(std::time::Duration::from_secs(1), || async {
+        app.me_status(&ann3.access).await == 401
+    })
+    .await;
+    assert!(
+        dead,
+        "ann's token refused within 1 s of the offline deletion"
+    );
+    assert_problem(
+        app.login_response("ann@example.test", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let tombstone: serde_json::Value =
+        sqlx::query_scalar("SELECT detail FROM auth_events WHERE kind = 'user_deleted'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(tombstone["by"], "cli");
+    let out = authd_command(&db_name)
+        .args(["user", "delete", "--email", "ann@example.test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a second delete finds nobody");
 }
 
 /// A fresh directory under the system temp dir, removed when dropped.
