@@ -75,7 +75,13 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
 fn needs_database(route: &str) -> bool {
     !matches!(
         route,
-        "/healthz" | "/.well-known/jwks.json" | "/openapi.json" | "/metrics" | "unmatched"
+        "/healthz"
+            | "/.well-known/jwks.json"
+            | "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/openapi.json"
+            | "/metrics"
+            | "unmatched"
     )
 }
 

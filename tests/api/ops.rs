@@ -139,6 +139,8 @@ async fn openapi_describes_every_endpoint() {
         ("get", "/admin/users/{id}/events"),
         ("delete", "/admin/sessions/{id}"),
         ("get", "/.well-known/jwks.json"),
+        ("get", "/.well-known/openid-configuration"),
+        ("get", "/.well-known/oauth-authorization-server"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -211,4 +213,52 @@ async fn the_openapi_document_follows_the_configuration_and_lists_generated_erro
         "{password_401}"
     );
     assert!(password_401.contains("session_revoked"), "{password_401}");
+}
+
+#[tokio::test]
+async fn authorization_server_metadata_points_at_the_keys_and_the_enabled_endpoints() {
+    let plain = spawn_app().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let doc = plain.get_json(path).await;
+        assert_eq!(doc["issuer"], "http://localhost:8080");
+        assert_eq!(
+            doc["jwks_uri"],
+            "http://localhost:8080/.well-known/jwks.json"
+        );
+        assert_eq!(
+            doc["access_token_signing_alg_values_supported"],
+            serde_json::json!(["EdDSA"])
+        );
+        assert!(
+            doc.get("introspection_endpoint").is_none(),
+            "off: not advertised"
+        );
+        assert!(doc.get("revocation_feed_endpoint").is_none());
+    }
+    let on = spawn_app_with(|c| {
+        c.issuer = authd::config::Issuer {
+            url: "https://auth.example.test/".into(),
+            origin: "https://auth.example.test".into(),
+        };
+        c.introspection_secret = Some("i".repeat(32));
+        c.resource_secret = Some("r".repeat(32));
+    })
+    .await;
+    let doc = on.get_json("/.well-known/oauth-authorization-server").await;
+    assert_eq!(doc["issuer"], "https://auth.example.test/");
+    assert_eq!(
+        doc["introspection_endpoint"],
+        "https://auth.example.test/auth/introspect"
+    );
+    assert_eq!(
+        doc["revocation_feed_endpoint"],
+        "https://auth.example.test/auth/revocations"
+    );
+    assert_eq!(
+        doc["jwks_uri"],
+        "https://auth.example.test/.well-known/jwks.json"
+    );
 }
