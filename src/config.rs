@@ -32,6 +32,7 @@ pub struct Config {
         env = "AUTHD_BIND",
         value_name = "AUTHD_BIND",
         default_value = "127.0.0.1:8080",
+        value_parser = parse_bind,
         global = true
     )]
     pub bind: SocketAddr,
@@ -324,6 +325,18 @@ impl Config {
         {
             return Err("AUTHD_INTROSPECTION_SECRET must be at least 32 characters".into());
         }
+        // Only Postgres: another scheme (mysql://…) must not quietly reach a Postgres server.
+        // The URL itself is never echoed (it may hold a password).
+        match url::Url::parse(&self.database_url) {
+            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
+            Ok(u) => {
+                return Err(format!(
+                    "DATABASE_URL must be a postgres:// or postgresql:// URL, not {}://",
+                    u.scheme()
+                ));
+            }
+            Err(e) => return Err(format!("DATABASE_URL is not a URL ({e})")),
+        }
         if self.resource_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err("AUTHD_RESOURCE_SECRET must be at least 32 characters".into());
         }
@@ -416,6 +429,23 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
 }
 
 /// Origin of a URL as browsers serialize it in the `Origin` header.
+/// `host:port` with an IP address or a host name (`localhost:8080`, resolved once at start;
+/// an IPv4 address is preferred when the name has both).
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(s)
+        .map_err(|e| format!("not host:port ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "the host name resolves to no address".into())
+}
+
 fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
     s.parse()
         .map_err(|e| format!("not a mailbox like `authd <no-reply@example.com>`: {e}"))
@@ -522,6 +552,16 @@ mod tests {
             origin_of("http://localhost:8080").unwrap(),
             "http://localhost:8080"
         );
+    }
+
+    #[test]
+    fn bind_takes_an_address_or_a_host_name() {
+        assert_eq!(parse_bind("0.0.0.0:8080").unwrap().port(), 8080);
+        assert_eq!(parse_bind("[::1]:9").unwrap().to_string(), "[::1]:9");
+        let local = parse_bind("localhost:8080").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        assert!(parse_bind("localhost").is_err(), "a port is needed");
+        assert!(parse_bind("no-such-host.invalid:80").is_err());
     }
 
     #[test]

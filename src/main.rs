@@ -21,7 +21,12 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            ) =>
+        {
             // One clear line naming the variable (clap's value names are the env var names).
             let rendered = e.render().to_string();
             eprintln!(
@@ -32,6 +37,12 @@ fn main() -> ExitCode {
                     .unwrap_or("invalid arguments")
                     .trim_start_matches("error: ")
             );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // Usage errors (a missing argument, an unknown subcommand) whole: their detail is on
+            // the following lines.
+            let _ = e.print();
             return ExitCode::from(2);
         }
     };

@@ -19,6 +19,11 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
         ("AUTHD_COOKIE_SECURE", "perhaps"),
         ("AUTHD_RESOURCE_SECRET", "too short"),
         (
+            "DATABASE_URL",
+            "mysql://app:hunter2secret@db.example.test/app",
+        ),
+        ("DATABASE_URL", "not a url"),
+        (
             "AUTHD_ALLOWED_ORIGINS",
             "https://ok.test,https://bad.test/path",
         ),
@@ -28,6 +33,10 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{var}: {stderr}");
         assert!(stderr.contains(var), "{var} named in: {stderr}");
+        assert!(
+            !stderr.contains("hunter2secret"),
+            "a password leaked: {stderr}"
+        );
     }
     for (envs, var) in [
         (
@@ -57,6 +66,21 @@ fn a_bad_value_stops_at_start_with_one_line_naming_the_variable() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn a_usage_error_is_printed_whole() {
+    let out = authd_command("unused")
+        .args(["user", "add"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("required") && stderr.contains("--email"),
+        "the missing argument is named: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "errors go to stderr only");
 }
 
 #[test]
