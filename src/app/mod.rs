@@ -29,36 +29,61 @@ const HASH_QUEUE: usize = 256;
 /// beyond it a request is answered the same way and its message dropped (and counted).
 const EMAIL_WORK: usize = 64;
 
-/// Connects (creating the database if needed) with bounded retries, then migrates.
+/// Connects (creating the database if needed), then migrates. Only errors that may go away by
+/// themselves (the server not reachable yet, starting up) are retried, until
+/// AUTHD_DB_CONNECT_TIMEOUT; a permanent one (authentication, unknown role, TLS) fails at once.
+/// Every error names the database with its password redacted. A database with tables that
+/// authd did not make, and no record of authd's migrations, is refused.
 pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
     let deadline = Instant::now() + config.db_connect_timeout;
+    let target = db::redacted(&config.database_url);
     let mut attempt = 0u32;
     let pool = loop {
         attempt += 1;
         let result = async {
-            db::create_database_if_missing(&config.database_url).await?;
+            if db::create_database_if_missing(&config.database_url).await? {
+                tracing::info!(database = %target, "created the database");
+            }
             db::connect(&config.database_url, config.db_max_connections).await
         }
         .await;
         match result {
             Ok(pool) => break pool,
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(attempt, error = %e, "database not reachable yet; retrying");
+            Err(e) if db::is_transient(&e) && Instant::now() < deadline => {
+                tracing::warn!(attempt, database = %target, error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(
                     500 * u64::from(attempt.min(4)),
                 ))
                 .await;
             }
+            Err(e) if db::is_transient(&e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot reach the database {target} (DATABASE_URL) after {attempt} attempts: {e}"
+                ));
+            }
             Err(e) => {
                 return Err(anyhow::anyhow!(
-                    "cannot reach the database named by DATABASE_URL after {attempt} attempts: {e}"
+                    "cannot use the database {target} (DATABASE_URL): {e}"
                 ));
             }
         }
     };
+    let foreign = db::foreign_tables(&pool).await?;
+    if !foreign.is_empty() {
+        return Err(anyhow::anyhow!(
+            "the database {target} already has tables authd did not make ({}); point \
+             DATABASE_URL at a database of authd's own (it is created if missing)",
+            foreign.join(", ")
+        ));
+    }
+    let before = db::applied_migrations(&pool).await?;
     db::migrate(&pool)
         .await
         .context("running database migrations")?;
+    let after = db::applied_migrations(&pool).await?;
+    if after > before {
+        tracing::info!(database = %target, applied = after - before, total = after, "applied migrations");
+    }
     Ok(pool)
 }
 

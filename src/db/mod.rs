@@ -20,18 +20,73 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// How long a request waits for a pooled connection before it gets 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Creates the database named in `url` if it does not exist. Safe to race with another
-/// instance doing the same.
-pub async fn create_database_if_missing(url: &str) -> Result<(), sqlx::Error> {
+/// Creates the database named in `url` if it does not exist; returns whether this call created
+/// it. Safe to race with another instance doing the same.
+pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> {
     if sqlx::Postgres::database_exists(url).await? {
-        return Ok(());
+        return Ok(false);
     }
     match sqlx::Postgres::create_database(url).await {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         // 42P04 duplicate_database: another instance created it first.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Whether a connection error may go away by itself (the server is starting, restarting or not
+/// reachable yet), as opposed to one that will not (authentication failed, unknown role, bad
+/// URL, TLS refused): only the first kind is worth retrying at start.
+pub fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        // 57P03 cannot_connect_now (starting up), 08xxx connection exceptions, 53300 too many
+        // connections.
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(),
+            Some(c) if c == "57P03" || c == "53300" || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// `url` with its password removed, for messages (`postgres://user@host:port/db`).
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "DATABASE_URL".into(),
+    }
+}
+
+/// Tables in the `public` schema that authd's migrations did not make, when authd has never
+/// migrated this database (no `_sqlx_migrations`): a sign that DATABASE_URL names someone
+/// else's database. Returns up to 5 of their names.
+pub async fn foreign_tables(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'public'
+           AND NOT EXISTS (SELECT 1 FROM information_schema.tables
+                           WHERE table_schema = 'public' AND table_name = '_sqlx_migrations')
+         ORDER BY table_name LIMIT 5",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// How many migrations have been applied (0 on a fresh database).
+pub async fn applied_migrations(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
 }
 
 /// Runs pending migrations. sqlx holds an advisory lock meanwhile, so concurrent runs from

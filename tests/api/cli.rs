@@ -136,6 +136,72 @@ fn an_unreachable_database_fails_after_a_bounded_retry() {
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
 
+#[test]
+fn a_permanent_database_error_fails_at_once_naming_the_database_without_its_password() {
+    let started = std::time::Instant::now();
+    let out = authd_command("x")
+        .env(
+            "DATABASE_URL",
+            "postgres://no_such_role_0x5f:hunter2secret@127.0.0.1:5432/authd_never",
+        )
+        .env("AUTHD_DB_CONNECT_TIMEOUT", "120s")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no_such_role_0x5f@127.0.0.1:5432/authd_never")
+            && stderr.contains("DATABASE_URL"),
+        "host, port, database and role named: {stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2secret"),
+        "the password leaked: {stderr}"
+    );
+    // An unknown role does not go away by waiting: no retry until the 120 s timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "failed at once"
+    );
+}
+
+#[tokio::test]
+async fn a_database_with_someone_elses_tables_is_refused() {
+    let database = TestDb::new();
+    let url = database.url();
+    <sqlx::Postgres as sqlx::migrate::MigrateDatabase>::create_database(&url)
+        .await
+        .unwrap();
+    {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE orders (id int)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let out = authd_command(database.name())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already has tables") && stderr.contains("orders"),
+        "{stderr}"
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let users: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(users, None, "nothing of authd's was created");
+}
+
 #[tokio::test]
 async fn offline_admin_commands() {
     let database = TestDb::new(); // dropped at the end, also if the test fails
