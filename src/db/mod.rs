@@ -28,8 +28,11 @@ pub async fn create_database_if_missing(url: &str) -> Result<bool, sqlx::Error> 
     }
     match sqlx::Postgres::create_database(url).await {
         Ok(()) => Ok(true),
-        // 42P04 duplicate_database: another instance created it first.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
+        // Another instance created it first: 42P04 duplicate_database, or, when both
+        // CREATE DATABASE statements ran at once, 23505 on pg_database's name index.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
