@@ -161,20 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Enable { email }) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
-            let user = find_user(&pool, &email).await?;
-            let change = UserChange {
-                disabled: Some(false),
-                roles: None,
-            };
-            session::account::update_user(
-                &Offline(&pool),
-                user.id,
-                &change,
-                Actor::Operator,
-                &cli_client(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            set_disabled(&pool, &email, false).await?;
             println!("enabled {email}");
             Ok(())
         }
@@ -204,20 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Disable { email }) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
-            let user = find_user(&pool, &email).await?;
-            let change = UserChange {
-                disabled: Some(true),
-                roles: None,
-            };
-            session::account::update_user(
-                &Offline(&pool),
-                user.id,
-                &change,
-                Actor::Operator,
-                &cli_client(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = set_disabled(&pool, &email, true).await?;
             let revoked = count_revoked(&pool, user.id, RevokeReason::UserDisabled).await?;
             println!("disabled {email}; revoked {revoked} session(s)");
             Ok(())
@@ -397,6 +371,29 @@ fn read_password() -> anyhow::Result<NewPassword> {
         bail!("no password: set AUTHD_PASSWORD, type it at the prompt or pipe it on stdin");
     }
     NewPassword::parse("password", raw).map_err(|e| anyhow::anyhow!("password {}", e.message))
+}
+
+/// Disables or enables the user of `email` through the session layer (disabling revokes every
+/// session); returns the user. Errors: an unknown address, database errors.
+async fn set_disabled(
+    pool: &sqlx::PgPool,
+    email: &Email,
+    disabled: bool,
+) -> anyhow::Result<crate::db::users::User> {
+    let user = find_user(pool, email).await?;
+    let change = UserChange {
+        disabled: Some(disabled),
+        roles: None,
+    };
+    session::account::update_user(
+        &Offline(pool),
+        user.id,
+        &change,
+        Actor::Operator,
+        &cli_client(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Prints every user, oldest first, in pages (so a large table never sits in memory at once).

@@ -16,6 +16,17 @@ pub enum InsertError {
     Db(#[from] sqlx::Error),
 }
 
+/// A write that may collide with another account's address: the unique index's violation
+/// becomes [`InsertError::EmailTaken`].
+fn email_taken<T>(res: Result<T, sqlx::Error>) -> Result<T, InsertError> {
+    match res {
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
+            Err(InsertError::EmailTaken)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct User {
@@ -65,12 +76,7 @@ pub async fn insert(
     .bind(email_verified)
     .fetch_one(db)
     .await;
-    match res {
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
-            Err(InsertError::EmailTaken)
-        }
-        other => Ok(other?),
-    }
+    email_taken(res)
 }
 
 pub async fn credentials_by_email(
@@ -315,12 +321,7 @@ pub async fn change_email(
     .bind(new_email)
     .fetch_optional(db)
     .await;
-    match res {
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("users_email_key") => {
-            Err(InsertError::EmailTaken)
-        }
-        other => Ok(other?),
-    }
+    email_taken(res)
 }
 
 /// A sign-in by an emailed code proved that the caller receives mail at `email`, still user
