@@ -22,6 +22,9 @@ use crate::{
     about = "Authentication server for single-page apps and their APIs"
 )]
 pub struct Cli {
+    /// Server options, given before any subcommand (`authd --bind … [serve]`) or after `serve`;
+    /// the other subcommands read them from the environment (or flags given before them) and do
+    /// not repeat them in their `--help`.
     #[command(flatten)]
     pub config: Config,
     #[command(subcommand)]
@@ -31,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server (the default): create the database if needed, migrate, listen.
-    Serve,
+    Serve(ServeArgs),
     /// Create the database if needed and run migrations, then exit.
     Migrate,
     /// Manage users.
@@ -43,6 +46,24 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// `authd serve`'s options: the whole server configuration.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: Config,
+}
+
+impl Cli {
+    /// The configuration this invocation runs with: `serve`'s own options when given as
+    /// `authd serve …`, else the top-level ones (flags before the subcommand, or the environment).
+    pub fn into_parts(self) -> (Config, Option<Command>) {
+        match self.command {
+            Some(Command::Serve(ServeArgs { config })) => (config, None),
+            command => (self.config, command),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,19 +131,17 @@ pub enum KeysCommand {
     List,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.config;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build(config).await?;
-            app.run_until(app::shutdown_signal()).await
-        }
-        Command::Migrate => {
+/// Runs one invocation, with the configuration from [`Cli::into_parts`]; no command serves.
+pub async fn run(config: Config, command: Option<Command>) -> anyhow::Result<()> {
+    match command {
+        // `into_parts` already took `serve`'s own options as `config`.
+        None | Some(Command::Serve(_)) => serve(config).await,
+        Some(Command::Migrate) => {
             app::prepare_database(&config).await?;
             println!("database is migrated");
             Ok(())
         }
-        Command::User(UserCommand::Add { email, admin }) => {
+        Some(Command::User(UserCommand::Add { email, admin })) => {
             let email = parse_email(&email)?;
             let password = read_password()?;
             let pool = app::prepare_database(&config).await?;
@@ -158,14 +177,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::User(UserCommand::Enable { email }) => {
+        Some(Command::User(UserCommand::Enable { email })) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
             set_disabled(&pool, &email, false).await?;
             println!("enabled {email}");
             Ok(())
         }
-        Command::User(UserCommand::Delete { email }) => {
+        Some(Command::User(UserCommand::Delete { email })) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
             let user = find_user(&pool, &email).await?;
@@ -184,11 +203,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::User(UserCommand::List) => {
+        Some(Command::User(UserCommand::List)) => {
             let pool = app::prepare_database(&config).await?;
             list_users(&pool).await
         }
-        Command::User(UserCommand::Disable { email }) => {
+        Some(Command::User(UserCommand::Disable { email })) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
             let user = set_disabled(&pool, &email, true).await?;
@@ -196,7 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("disabled {email}; revoked {revoked} session(s)");
             Ok(())
         }
-        Command::Sessions(SessionsCommand::Revoke { email }) => {
+        Some(Command::Sessions(SessionsCommand::Revoke { email })) => {
             let email = parse_email(&email)?;
             let pool = app::prepare_database(&config).await?;
             let user = find_user(&pool, &email).await?;
@@ -217,11 +236,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("revoked {} session(s) of {email}", revoked.len());
             Ok(())
         }
-        Command::Keys(command) => {
+        Some(Command::Keys(command)) => {
             let pool = app::prepare_database(&config).await?;
             keys_command(&pool, command).await
         }
     }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until(app::shutdown_signal()).await
 }
 
 async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
@@ -438,6 +462,31 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn server_options_are_documented_once_not_under_every_subcommand() {
+        use clap::CommandFactory;
+        let mut top = Cli::command();
+        let help = |cmd: &mut clap::Command| cmd.render_long_help().to_string();
+        assert!(help(&mut top).contains("AUTHD_ISSUER"));
+        let serve = top.find_subcommand_mut("serve").expect("serve");
+        assert!(help(serve).contains("AUTHD_ISSUER"));
+        let user = top.find_subcommand_mut("user").expect("user");
+        let list = user.find_subcommand_mut("list").expect("user list");
+        let list_help = help(list);
+        assert!(!list_help.contains("AUTHD_ISSUER"), "{list_help}");
+        // Flags before a subcommand still configure it; after `serve`, serve's own win.
+        let (config, command) = Cli::try_parse_from(["authd", "--audience", "api", "user", "list"])
+            .expect("parses")
+            .into_parts();
+        assert_eq!(config.audience, "api");
+        assert!(matches!(command, Some(Command::User(UserCommand::List))));
+        let (config, command) = Cli::try_parse_from(["authd", "serve", "--audience", "web"])
+            .expect("parses")
+            .into_parts();
+        assert_eq!(config.audience, "web");
+        assert!(command.is_none());
+    }
 
     #[test]
     fn a_kid_may_start_with_a_hyphen() {

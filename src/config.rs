@@ -13,17 +13,16 @@ pub struct Config {
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
         default_value = "postgres://postgres@localhost:5432/authd",
-        global = true,
         hide_env_values = true
     )]
     pub database_url: String,
 
     /// Most connections this instance opens to Postgres.
-    #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
     /// How long to keep retrying an unreachable database at start before giving up.
-    #[arg(long, env = "AUTHD_DB_CONNECT_TIMEOUT", value_name = "AUTHD_DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_DB_CONNECT_TIMEOUT", value_name = "AUTHD_DB_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub db_connect_timeout: Duration,
 
     /// Address the HTTP server listens on.
@@ -33,12 +32,11 @@ pub struct Config {
         value_name = "AUTHD_BIND",
         default_value = "127.0.0.1:8080",
         value_parser = parse_bind,
-        global = true
     )]
     pub bind: SocketAddr,
 
     /// Public base URL of this server: the `iss` claim, and the origin CSRF checks accept.
-    #[arg(long, env = "AUTHD_ISSUER", value_name = "AUTHD_ISSUER", default_value = "http://localhost:8080", value_parser = parse_issuer, global = true)]
+    #[arg(long, env = "AUTHD_ISSUER", value_name = "AUTHD_ISSUER", default_value = "http://localhost:8080", value_parser = parse_issuer)]
     pub issuer: Issuer,
 
     /// `aud` claim of access tokens (and the audience they are checked against).
@@ -46,38 +44,37 @@ pub struct Config {
         long,
         env = "AUTHD_AUDIENCE",
         value_name = "AUTHD_AUDIENCE",
-        default_value = "authd",
-        global = true
+        default_value = "authd"
     )]
     pub audience: String,
 
     /// Lifetime of access tokens (humantime: `2s`, `15m`).
-    #[arg(long, env = "AUTHD_ACCESS_TTL", value_name = "AUTHD_ACCESS_TTL", default_value = "15m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_ACCESS_TTL", value_name = "AUTHD_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
     pub access_ttl: Duration,
 
     /// A session ends if it is not refreshed for this long.
-    #[arg(long, env = "AUTHD_REFRESH_IDLE_TTL", value_name = "AUTHD_REFRESH_IDLE_TTL", default_value = "7d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_REFRESH_IDLE_TTL", value_name = "AUTHD_REFRESH_IDLE_TTL", default_value = "7d", value_parser = parse_duration)]
     pub refresh_idle_ttl: Duration,
 
     /// A session ends this long after login, however often it is refreshed.
-    #[arg(long, env = "AUTHD_SESSION_MAX_AGE", value_name = "AUTHD_SESSION_MAX_AGE", default_value = "30d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_SESSION_MAX_AGE", value_name = "AUTHD_SESSION_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
     pub session_max_age: Duration,
 
     /// A refresh token presented again this soon after its first use (concurrent tabs, a lost
     /// response) gets the same successor instead of being treated as reuse.
-    #[arg(long, env = "AUTHD_REFRESH_GRACE", value_name = "AUTHD_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace, global = true)]
+    #[arg(long, env = "AUTHD_REFRESH_GRACE", value_name = "AUTHD_REFRESH_GRACE", default_value = "10s", value_parser = parse_grace)]
     pub refresh_grace: Duration,
 
     /// Name of the refresh-token cookie.
-    #[arg(long, env = "AUTHD_COOKIE_NAME", value_name = "AUTHD_COOKIE_NAME", default_value = "authd_refresh", value_parser = parse_cookie_name, global = true)]
+    #[arg(long, env = "AUTHD_COOKIE_NAME", value_name = "AUTHD_COOKIE_NAME", default_value = "authd_refresh", value_parser = parse_cookie_name)]
     pub cookie_name: String,
 
     /// Path attribute of the refresh-token cookie.
-    #[arg(long, env = "AUTHD_COOKIE_PATH", value_name = "AUTHD_COOKIE_PATH", default_value = "/auth", value_parser = parse_cookie_path, global = true)]
+    #[arg(long, env = "AUTHD_COOKIE_PATH", value_name = "AUTHD_COOKIE_PATH", default_value = "/auth", value_parser = parse_cookie_path)]
     pub cookie_path: String,
 
     /// Secure attribute of the refresh-token cookie (turn off only for plain-http development).
-    #[arg(long, env = "AUTHD_COOKIE_SECURE", value_name = "AUTHD_COOKIE_SECURE", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_COOKIE_SECURE", value_name = "AUTHD_COOKIE_SECURE", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
 
     /// SameSite attribute of the refresh-token cookie: Strict, Lax or None (None needs Secure).
@@ -86,38 +83,32 @@ pub struct Config {
         env = "AUTHD_COOKIE_SAMESITE",
         value_name = "AUTHD_COOKIE_SAMESITE",
         default_value = "Strict",
-        ignore_case = true,
-        global = true
+        ignore_case = true
     )]
     pub cookie_samesite: SameSite,
 
     /// Domain attribute of the refresh-token cookie (unset: host-only cookie).
-    #[arg(long, env = "AUTHD_COOKIE_DOMAIN", value_name = "AUTHD_COOKIE_DOMAIN", value_parser = parse_cookie_domain, global = true)]
+    #[arg(long, env = "AUTHD_COOKIE_DOMAIN", value_name = "AUTHD_COOKIE_DOMAIN", value_parser = parse_cookie_domain)]
     pub cookie_domain: Option<String>,
 
     /// Comma-separated browser origins allowed to call authd with credentials (CORS, CSRF).
-    #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins, global = true)]
+    #[arg(long, env = "AUTHD_ALLOWED_ORIGINS", value_name = "AUTHD_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
     pub allowed_origins: Origins,
 
     /// Whether anyone may register (false: 403 registration_closed; add users with the CLI).
-    #[arg(long, env = "AUTHD_OPEN_REGISTRATION", value_name = "AUTHD_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_OPEN_REGISTRATION", value_name = "AUTHD_OPEN_REGISTRATION", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub open_registration: bool,
 
     /// Rate limits on login, register and refresh: `on`, or `off` (benchmarks only).
-    #[arg(long, env = "AUTHD_RATE_LIMIT", value_name = "AUTHD_RATE_LIMIT", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_RATE_LIMIT", value_name = "AUTHD_RATE_LIMIT", default_value = "on", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub rate_limit: bool,
 
     /// Serve /metrics only on this address (unset: on the main listener).
-    #[arg(
-        long,
-        env = "AUTHD_METRICS_BIND",
-        value_name = "AUTHD_METRICS_BIND",
-        global = true
-    )]
+    #[arg(long, env = "AUTHD_METRICS_BIND", value_name = "AUTHD_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
     /// Take the client IP from the last X-Forwarded-For hop (only behind a trusted proxy).
-    #[arg(long, env = "AUTHD_TRUST_FORWARDED_FOR", value_name = "AUTHD_TRUST_FORWARDED_FOR", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_TRUST_FORWARDED_FOR", value_name = "AUTHD_TRUST_FORWARDED_FOR", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
 
     /// Log format: `pretty` or `json` (default: pretty on a terminal, else json).
@@ -125,8 +116,7 @@ pub struct Config {
         long,
         env = "AUTHD_LOG_FORMAT",
         value_name = "AUTHD_LOG_FORMAT",
-        ignore_case = true,
-        global = true
+        ignore_case = true
     )]
     pub log_format: Option<LogFormat>,
 
@@ -135,8 +125,7 @@ pub struct Config {
     #[arg(
         long,
         env = "AUTHD_SIGNING_KEY_FILE",
-        value_name = "AUTHD_SIGNING_KEY_FILE",
-        global = true
+        value_name = "AUTHD_SIGNING_KEY_FILE"
     )]
     pub signing_key_file: Option<PathBuf>,
 
@@ -146,7 +135,6 @@ pub struct Config {
         long,
         env = "AUTHD_INTROSPECTION_SECRET",
         value_name = "AUTHD_INTROSPECTION_SECRET",
-        global = true,
         hide_env_values = true
     )]
     pub introspection_secret: Option<String>,
@@ -157,43 +145,37 @@ pub struct Config {
         long,
         env = "AUTHD_RESOURCE_SECRET",
         value_name = "AUTHD_RESOURCE_SECRET",
-        global = true,
         hide_env_values = true
     )]
     pub resource_secret: Option<String>,
 
     /// Most live sessions one user may have; a login beyond it revokes the user's least recently
     /// used session.
-    #[arg(long, env = "AUTHD_MAX_SESSIONS", value_name = "AUTHD_MAX_SESSIONS", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    #[arg(long, env = "AUTHD_MAX_SESSIONS", value_name = "AUTHD_MAX_SESSIONS", default_value = "100", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_sessions: u32,
 
     /// How often expired and revoked sessions are deleted.
-    #[arg(long, env = "AUTHD_CLEANUP_INTERVAL", value_name = "AUTHD_CLEANUP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_CLEANUP_INTERVAL", value_name = "AUTHD_CLEANUP_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub cleanup_interval: Duration,
 
     /// How long ended sessions are kept (visible to admins) before cleanup deletes them; never
     /// before their last access token has expired, however short this is.
-    #[arg(long, env = "AUTHD_CLEANUP_RETENTION", value_name = "AUTHD_CLEANUP_RETENTION", default_value = "1d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_CLEANUP_RETENTION", value_name = "AUTHD_CLEANUP_RETENTION", default_value = "1d", value_parser = parse_duration)]
     pub cleanup_retention: Duration,
 
     /// How long audit events (`auth_events`) are kept.
-    #[arg(long, env = "AUTHD_AUDIT_RETENTION", value_name = "AUTHD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_AUDIT_RETENTION", value_name = "AUTHD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: Duration,
 
     /// SMTP server for outgoing mail: `smtp://host:port` (STARTTLS when offered),
     /// `smtp://host:port?tls=required`, `smtps://user:pass@host:465` (implicit TLS). Unset: mail
     /// is written as .eml files to AUTHD_EMAIL_OUTBOX (development only).
-    #[arg(long, env = "AUTHD_SMTP_URL", value_name = "AUTHD_SMTP_URL", value_parser = crate::mail::SmtpUrlParser, global = true, hide_env_values = true)]
+    #[arg(long, env = "AUTHD_SMTP_URL", value_name = "AUTHD_SMTP_URL", value_parser = crate::mail::SmtpUrlParser, hide_env_values = true)]
     pub smtp_url: Option<crate::mail::SmtpUrl>,
 
     /// PEM file of CA certificates to trust for the SMTP server's TLS certificate, besides the
     /// system's (an internal relay with a private CA).
-    #[arg(
-        long,
-        env = "AUTHD_SMTP_CA_FILE",
-        value_name = "AUTHD_SMTP_CA_FILE",
-        global = true
-    )]
+    #[arg(long, env = "AUTHD_SMTP_CA_FILE", value_name = "AUTHD_SMTP_CA_FILE")]
     pub smtp_ca_file: Option<PathBuf>,
 
     /// Directory mail is written to (as .eml files) when AUTHD_SMTP_URL is unset.
@@ -201,18 +183,17 @@ pub struct Config {
         long,
         env = "AUTHD_EMAIL_OUTBOX",
         value_name = "AUTHD_EMAIL_OUTBOX",
-        default_value = "./outbox",
-        global = true
+        default_value = "./outbox"
     )]
     pub email_outbox: PathBuf,
 
     /// The From of every message (RFC 5322 mailbox: `Name <address>` or `address`).
-    #[arg(long, env = "AUTHD_MAIL_FROM", value_name = "AUTHD_MAIL_FROM", default_value = "authd <no-reply@localhost>", value_parser = parse_mailbox, global = true)]
+    #[arg(long, env = "AUTHD_MAIL_FROM", value_name = "AUTHD_MAIL_FROM", default_value = "authd <no-reply@localhost>", value_parser = parse_mailbox)]
     pub mail_from: lettre::message::Mailbox,
 
     /// Base URL of the single-page app that mailed links point at (`{url}/verify-email#token=…`).
     /// Unset: the first of AUTHD_ALLOWED_ORIGINS, else AUTHD_ISSUER.
-    #[arg(long, env = "AUTHD_APP_URL", value_name = "AUTHD_APP_URL", value_parser = parse_app_url, global = true)]
+    #[arg(long, env = "AUTHD_APP_URL", value_name = "AUTHD_APP_URL", value_parser = parse_app_url)]
     pub app_url: Option<String>,
 
     /// The product name used in mail subjects and bodies.
@@ -220,8 +201,7 @@ pub struct Config {
         long,
         env = "AUTHD_APP_NAME",
         value_name = "AUTHD_APP_NAME",
-        default_value = "authd",
-        global = true
+        default_value = "authd"
     )]
     pub app_name: String,
 
@@ -230,31 +210,30 @@ pub struct Config {
     #[arg(
         long,
         env = "AUTHD_EMAIL_TEMPLATES",
-        value_name = "AUTHD_EMAIL_TEMPLATES",
-        global = true
+        value_name = "AUTHD_EMAIL_TEMPLATES"
     )]
     pub email_templates: Option<PathBuf>,
 
     /// Whether a user must confirm their address before signing in with a password
     /// (403 email_not_verified, only after a correct password).
-    #[arg(long, env = "AUTHD_REQUIRE_EMAIL_VERIFIED", value_name = "AUTHD_REQUIRE_EMAIL_VERIFIED", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_REQUIRE_EMAIL_VERIFIED", value_name = "AUTHD_REQUIRE_EMAIL_VERIFIED", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub require_email_verified: bool,
 
     /// Whether a sign-in code may create the account it is sent to (unset: follows
     /// AUTHD_OPEN_REGISTRATION).
-    #[arg(long, env = "AUTHD_EMAIL_SIGNUP", value_name = "AUTHD_EMAIL_SIGNUP", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "AUTHD_EMAIL_SIGNUP", value_name = "AUTHD_EMAIL_SIGNUP", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub email_signup: Option<bool>,
 
     /// How long an email-verification (or email-change) link stays valid.
-    #[arg(long, env = "AUTHD_EMAIL_VERIFY_TTL", value_name = "AUTHD_EMAIL_VERIFY_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_EMAIL_VERIFY_TTL", value_name = "AUTHD_EMAIL_VERIFY_TTL", default_value = "24h", value_parser = parse_duration)]
     pub email_verify_ttl: Duration,
 
     /// How long a password-reset link stays valid.
-    #[arg(long, env = "AUTHD_PASSWORD_RESET_TTL", value_name = "AUTHD_PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_PASSWORD_RESET_TTL", value_name = "AUTHD_PASSWORD_RESET_TTL", default_value = "30m", value_parser = parse_duration)]
     pub password_reset_ttl: Duration,
 
     /// How long a sign-in code (and its link) stays valid.
-    #[arg(long, env = "AUTHD_EMAIL_CODE_TTL", value_name = "AUTHD_EMAIL_CODE_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "AUTHD_EMAIL_CODE_TTL", value_name = "AUTHD_EMAIL_CODE_TTL", default_value = "10m", value_parser = parse_duration)]
     pub email_code_ttl: Duration,
 }
 

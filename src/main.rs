@@ -46,11 +46,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(msg) = cli.config.validate() {
+    let (config, command) = cli.into_parts();
+    if let Err(msg) = config.validate() {
         eprintln!("authd: invalid configuration: {msg}");
         return ExitCode::from(2);
     }
-    authd::telemetry::init(cli.config.log_format);
+    authd::telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(cli::run(config, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
