@@ -52,7 +52,7 @@ pub enum Command {
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub config: Config,
+    pub config: Box<Config>,
 }
 
 impl Cli {
@@ -60,7 +60,7 @@ impl Cli {
     /// `authd serve …`, else the top-level ones (flags before the subcommand, or the environment).
     pub fn into_parts(self) -> (Config, Option<Command>) {
         match self.command {
-            Some(Command::Serve(ServeArgs { config })) => (config, None),
+            Some(Command::Serve(ServeArgs { config })) => (*config, None),
             command => (self.config, command),
         }
     }
