@@ -2,7 +2,10 @@
 
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
-use authd::cli::{self, Cli};
+use authd::{
+    cli::{self, Cli},
+    telemetry::LogTarget,
+};
 use clap::{Parser, error::ErrorKind};
 
 fn main() -> ExitCode {
@@ -51,7 +54,15 @@ fn main() -> ExitCode {
         eprintln!("authd: invalid configuration: {msg}");
         return ExitCode::from(2);
     }
-    authd::telemetry::init(config.log_format);
+    let serving = command.is_none();
+    authd::telemetry::init(
+        config.log_format,
+        if serving {
+            LogTarget::Stdout
+        } else {
+            LogTarget::Stderr
+        },
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -62,7 +73,11 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(config, command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "fatal");
+            // Once on stderr, as one plain line. A server's log (stdout) also records it, for
+            // whoever collects the logs; an admin command's log is stderr itself, so not twice.
+            if serving {
+                tracing::error!(error = format!("{e:#}"), "fatal");
+            }
             eprintln!("authd: {e:#}");
             ExitCode::FAILURE
         }

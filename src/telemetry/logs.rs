@@ -8,27 +8,51 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::config::LogFormat;
 
-pub fn init(format: Option<LogFormat>) {
+/// Where log lines go: the server logs to stdout; the admin commands (`migrate`, `user …`,
+/// `sessions …`, `keys …`) log to stderr, so their stdout is only their result
+/// (`authd user list > users.tsv` holds users, not log lines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+}
+
+/// Installs the global subscriber: `format` (default: pretty when `target` is a terminal, else
+/// JSON lines), level from RUST_LOG (default `info,sqlx=warn`).
+pub fn init(format: Option<LogFormat>, target: LogTarget) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+    let on_terminal = match target {
+        LogTarget::Stdout => std::io::stdout().is_terminal(),
+        LogTarget::Stderr => std::io::stderr().is_terminal(),
+    };
+    let format = format.unwrap_or(if on_terminal {
         LogFormat::Pretty
     } else {
         LogFormat::Json
     });
+    let writer = move || -> Box<dyn std::io::Write> {
+        match target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::Stderr => Box::new(std::io::stderr()),
+        }
+    };
     let registry = tracing_subscriber::registry().with(filter);
     // try_init: a second call (tests, embedded use) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
+                    .with_writer(writer)
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_writer(writer).compact())
+            .try_init(),
     };
 }
 

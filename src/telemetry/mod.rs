@@ -3,4 +3,4 @@
 pub mod logs;
 pub mod metrics;
 
-pub use logs::init;
+pub use logs::{LogTarget, init};

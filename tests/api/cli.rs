@@ -305,8 +305,10 @@ async fn offline_admin_commands() {
     wait_live(&app).await;
     let ann3 = app.login("ann@example.test").await;
 
-    // List: one tab-separated line per user, oldest first.
+    // List: one tab-separated line per user, oldest first; log lines go to stderr, never into
+    // the listing.
     let out = authd_command(&db_name)
+        .env("RUST_LOG", "debug")
         .args(["user", "list"])
         .output()
         .unwrap();

@@ -175,7 +175,7 @@ fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            authd::telemetry::init(None);
+            authd::telemetry::init(None, authd::telemetry::LogTarget::Stdout);
         }
     });
 }
