@@ -34,3 +34,4 @@ mod sessions;
 mod smtp;
 mod tokens;
 mod verifier;
+mod verifier_tls;

@@ -1,0 +1,144 @@
+//! The verifier reaching authd over HTTPS: a TLS front (tokio-rustls) with a certificate from a
+//! private CA stands before a real authd; a verifier told to trust that CA fetches the JWKS and
+//! verifies a token, one that is not refuses the server's certificate.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use authd_verifier::{Config, Error, Verifier};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{
+    TlsAcceptor,
+    rustls::{
+        self, ServerConfig,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    },
+};
+
+use crate::{certs::TestCa, helpers::*};
+
+const FEED_SECRET: &str = "resource-server-secret-0123456789abcdef";
+
+/// TLS on 127.0.0.1 (certificate for `localhost`) in front of `upstream`, until dropped.
+/// Remembers each failed handshake's error.
+struct TlsFront {
+    port: u16,
+    failures: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    async fn start(cert: &std::path::Path, key: &std::path::Path, upstream: SocketAddr) -> Self {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let seen = failures.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(mut tls) => {
+                            if let Ok(mut up) = TcpStream::connect(upstream).await {
+                                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                            }
+                        }
+                        Err(e) => seen.lock().unwrap().push(e.to_string()),
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            failures,
+            task,
+        }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn verifier_config(url: &str, ca: Option<&std::path::Path>) -> Config {
+    let mut config = Config::new(url, FEED_SECRET);
+    config.issuer = "http://localhost:8080".into(); // the test servers' AUTHD_ISSUER
+    config.extra_ca_pem = ca.map(|ca| std::fs::read(ca).unwrap());
+    config
+}
+
+#[tokio::test]
+async fn the_verifier_fetches_over_https_from_a_ca_it_is_told_to_trust_and_no_other() {
+    let app = spawn_app_with(|c| c.resource_secret = Some(FEED_SECRET.into())).await;
+    wait_live(&app).await;
+    let tokens = app.signup_and_login("https@example.com").await;
+    let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+
+    let dir = std::env::temp_dir().join(format!("authd-https-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = TestCa::new(&dir, "ca");
+    let (cert, key) = ca.issue("front", "DNS:localhost");
+    let other_ca = TestCa::new(&dir, "other-ca");
+    let front = TlsFront::start(&cert, &key, upstream).await;
+    let url = format!("https://localhost:{}", front.port);
+
+    // Told to trust the CA: the JWKS and the feed come over HTTPS, the token verifies.
+    let trusting = Verifier::start(verifier_config(&url, Some(&ca.cert))).unwrap();
+    assert!(
+        trusting.wait_fresh(Duration::from_secs(10)).await,
+        "the feed came up over HTTPS"
+    );
+    let claims = trusting.verify(&tokens.access).await.unwrap();
+    assert_eq!(claims.sid, tokens.session_id.to_string());
+    assert!(front.failures.lock().unwrap().is_empty());
+
+    // Trusting only an unrelated CA (and the system's roots): no key can be fetched, so the
+    // token is invalid, and the TLS front saw the client reject its certificate.
+    let wary = Verifier::start(verifier_config(&url, Some(&other_ca.cert))).unwrap();
+    assert_eq!(wary.verify(&tokens.access).await, Err(Error::Invalid));
+    let refused = eventually(Duration::from_secs(5), || async {
+        !front.failures.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(
+        refused,
+        "the verifier refused the certificate at the handshake"
+    );
+    let failures = front.failures.lock().unwrap().clone();
+    assert!(
+        failures.iter().all(|f| f.contains("UnknownCA")),
+        "{failures:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_extra_ca_that_holds_no_certificate_is_a_config_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let mut config = verifier_config("https://localhost:1", None);
+    config.extra_ca_pem = Some(b"not a certificate".to_vec());
+    assert!(matches!(
+        Verifier::start(config),
+        Err(authd_verifier::ConfigError::ExtraCa(_))
+    ));
+}
