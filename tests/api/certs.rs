@@ -6,6 +6,28 @@ use std::{
     process::Stdio,
 };
 
+/// A fresh directory under the system's temporary directory, deleted with everything in it on
+/// drop, also when the test fails.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A CA whose certificate and key are files in a test's directory.
 pub struct TestCa {
     dir: PathBuf,

@@ -13,7 +13,7 @@ use std::{
 use sqlx::{Connection, PgConnection};
 
 use crate::{
-    certs::TestCa,
+    certs::{TempDir, TestCa},
     helpers::{
         PASSWORD, TestDb, authd_command, eventually, free_port, spawn_with_db, test_config,
         wait_live,
@@ -24,7 +24,8 @@ use crate::{
 /// `nobody` when the test runs as root (PostgreSQL refuses root). Stopped and deleted on drop,
 /// also when the test fails.
 struct TlsCluster {
-    dir: PathBuf,
+    // Dropped (deleted) after `drop` has stopped the server.
+    dir: TempDir,
     port: u16,
     postgres: Child,
     /// The CA that issued the server's certificate (for `localhost` only).
@@ -35,23 +36,22 @@ struct TlsCluster {
 
 impl TlsCluster {
     async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("authd-pgtls-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = TestCa::new(&dir, "ca");
+        let dir = TempDir::new("authd-pgtls");
+        let ca = TestCa::new(dir.path(), "ca");
         let (cert, key) = ca.issue("server", "DNS:localhost");
-        let other_ca = TestCa::new(&dir, "other-ca");
+        let other_ca = TestCa::new(dir.path(), "other-ca");
         let owner = unprivileged_owner();
         if let Some((uid, gid)) = owner {
-            for entry in std::fs::read_dir(&dir).unwrap() {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
                 std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
             }
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
         }
         // PostgreSQL refuses a key others can read.
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        let data = dir.join("data");
-        let hba = dir.join("pg_hba.conf");
+        let data = dir.path().join("data");
+        let hba = dir.path().join("pg_hba.conf");
         std::fs::write(&hba, "hostssl all all 127.0.0.1/32 trust\n").unwrap();
         let port = free_port();
         let mut cluster = Self {
@@ -65,7 +65,7 @@ impl TlsCluster {
                     .status()
                     .expect("initdb runs");
                 assert!(status.success(), "initdb");
-                let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
+                let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
                 as_owner(Command::new(pg_bin("postgres")), owner)
                     .arg("-D")
                     .arg(&data)
@@ -80,7 +80,7 @@ impl TlsCluster {
                     .arg("-c")
                     .arg(format!("hba_file={}", hba.display()))
                     .arg("-c")
-                    .arg(format!("unix_socket_directories={}", dir.display()))
+                    .arg(format!("unix_socket_directories={}", dir.path().display()))
                     .stdout(Stdio::null())
                     .stderr(log)
                     .spawn()
@@ -96,7 +96,8 @@ impl TlsCluster {
         })
         .await;
         if !up {
-            let log = std::fs::read_to_string(cluster.dir.join("postgres.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(cluster.dir.path().join("postgres.log"))
+                .unwrap_or_default();
             let exited = cluster.postgres.try_wait();
             panic!("the TLS cluster came up (postgres: {exited:?}): {log}");
         }
@@ -135,7 +136,6 @@ impl Drop for TlsCluster {
         }
         let _ = self.postgres.kill();
         let _ = self.postgres.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -328,7 +328,7 @@ async fn certificate_problems_and_plaintext_stop_authd_at_once_with_one_clear_li
     );
 
     // A root certificate file that is not there.
-    let missing = cluster.dir.join("no-such-ca.pem");
+    let missing = cluster.dir.path().join("no-such-ca.pem");
     let url = cluster.url("localhost", "authd_tls", &cluster.verify_full(&missing));
     let line = the_error_line(&fails_at_once(&url, &["migrate"]), "localhost", port);
     assert!(

@@ -18,7 +18,10 @@ use tokio_rustls::{
     },
 };
 
-use crate::{certs::TestCa, helpers::*};
+use crate::{
+    certs::{TempDir, TestCa},
+    helpers::*,
+};
 
 const FEED_SECRET: &str = "resource-server-secret-0123456789abcdef";
 
@@ -93,11 +96,10 @@ async fn the_verifier_fetches_over_https_from_a_ca_it_is_told_to_trust_and_no_ot
     let tokens = app.signup_and_login("https@example.com").await;
     let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
 
-    let dir = std::env::temp_dir().join(format!("authd-https-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = TestCa::new(&dir, "ca");
+    let dir = TempDir::new("authd-https");
+    let ca = TestCa::new(dir.path(), "ca");
     let (cert, key) = ca.issue("front", "DNS:localhost");
-    let other_ca = TestCa::new(&dir, "other-ca");
+    let other_ca = TestCa::new(dir.path(), "other-ca");
     let front = TlsFront::start(&cert, &key, upstream).await;
     let url = format!("https://localhost:{}", front.port);
 
@@ -128,7 +130,6 @@ async fn the_verifier_fetches_over_https_from_a_ca_it_is_told_to_trust_and_no_ot
         failures.iter().all(|f| f.contains("UnknownCA")),
         "{failures:?}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
