@@ -1,6 +1,7 @@
 //! The verifier reaching authd over HTTPS: a TLS front (tokio-rustls) with a certificate from a
 //! private CA stands before a real authd; a verifier told to trust that CA fetches the JWKS and
-//! verifies a token, one that is not refuses the server's certificate.
+//! verifies a token, one that is not refuses the server's certificate. The example resource
+//! server shows the same through the system's roots (`SSL_CERT_FILE`) and its AUTHD_CA_FILE.
 
 use std::{
     net::SocketAddr,
@@ -21,6 +22,7 @@ use tokio_rustls::{
 use crate::{
     certs::{TempDir, TestCa},
     helpers::*,
+    keys::{EXAMPLE_FEED_SECRET, start_example_at},
 };
 
 const FEED_SECRET: &str = "resource-server-secret-0123456789abcdef";
@@ -142,4 +144,47 @@ fn an_extra_ca_that_holds_no_certificate_is_a_config_error() {
         Verifier::start(config),
         Err(authd_verifier::ConfigError::ExtraCa(_))
     ));
+}
+
+#[tokio::test]
+async fn the_example_resource_server_trusts_the_system_roots_and_its_ca_file() {
+    let app = spawn_app_with(|c| c.resource_secret = Some(EXAMPLE_FEED_SECRET.into())).await;
+    wait_live(&app).await;
+    let tokens = app.signup_and_login("example-https@example.com").await;
+    let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let dir = TempDir::new("authd-https");
+    let ca = TestCa::new(dir.path(), "ca");
+    let (cert, key) = ca.issue("front", "DNS:localhost");
+    let front = TlsFront::start(&cert, &key, upstream).await;
+    let url = format!("https://localhost:{}", front.port);
+    let ca_path = ca.cert.to_str().unwrap();
+
+    // The system's store, pointed at the private CA (rustls-platform-verifier reads
+    // SSL_CERT_FILE), then the example's own option on top of the real system store.
+    for env in [[("SSL_CERT_FILE", ca_path)], [("AUTHD_CA_FILE", ca_path)]] {
+        let example = start_example_at(&url, &env).await;
+        let hello = || async {
+            app.client
+                .get(format!("{}/hello", example.1))
+                .bearer_auth(&tokens.access)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        // The example waits up to 10 s for its feed; poll a little longer than that.
+        let ok = eventually(Duration::from_secs(15), || async { hello().await == 200 }).await;
+        assert!(ok, "the example verified a token over HTTPS with {env:?}");
+    }
+    // Without either, the private CA is not trusted and the token cannot be verified.
+    let example = start_example_at(&url, &[]).await;
+    let status = app
+        .client
+        .get(format!("{}/hello", example.1))
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
 }
