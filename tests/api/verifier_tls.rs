@@ -22,10 +22,8 @@ use tokio_rustls::{
 use crate::{
     certs::{TempDir, TestCa},
     helpers::*,
-    keys::{EXAMPLE_FEED_SECRET, start_example_at},
+    keys::{EXAMPLE_FEED_SECRET, Example, start_example_at},
 };
-
-const FEED_SECRET: &str = "resource-server-secret-0123456789abcdef";
 
 /// TLS on 127.0.0.1 (certificate for `localhost`) in front of `upstream`, until dropped.
 /// Remembers each failed handshake's error.
@@ -85,28 +83,73 @@ impl Drop for TlsFront {
 }
 
 fn verifier_config(url: &str, ca: Option<&std::path::Path>) -> Config {
-    let mut config = Config::new(url, FEED_SECRET);
+    let mut config = Config::new(url, EXAMPLE_FEED_SECRET);
     config.issuer = "http://localhost:8080".into(); // the test servers' AUTHD_ISSUER
     config.extra_ca_pem = ca.map(|ca| std::fs::read(ca).unwrap());
     config
 }
 
+/// A real authd (with the feed) behind a [`TlsFront`] whose certificate comes from a fresh
+/// private CA, and a signed-in user's tokens.
+struct HttpsAuthd {
+    app: TestApp,
+    tokens: Tokens,
+    front: TlsFront,
+    /// `https://localhost:<port>`
+    url: String,
+    ca: TestCa,
+    dir: TempDir,
+}
+
+impl HttpsAuthd {
+    async fn start() -> Self {
+        let app = spawn_app_with(|c| c.resource_secret = Some(EXAMPLE_FEED_SECRET.into())).await;
+        wait_live(&app).await;
+        let tokens = app.signup_and_login("https@example.com").await;
+        let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+        let dir = TempDir::new("authd-https");
+        let ca = TestCa::new(dir.path(), "ca");
+        let (cert, key) = ca.issue("front", "DNS:localhost");
+        let front = TlsFront::start(&cert, &key, upstream).await;
+        let url = format!("https://localhost:{}", front.port);
+        Self {
+            app,
+            tokens,
+            front,
+            url,
+            ca,
+            dir,
+        }
+    }
+
+    /// The status of `GET /hello` with the user's access token on the example at `example`.
+    async fn hello_status(&self, example: &Example) -> u16 {
+        self.app
+            .client
+            .get(format!("{}/hello", example.1))
+            .bearer_auth(&self.tokens.access)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
 #[tokio::test]
 async fn the_verifier_fetches_over_https_from_a_ca_it_is_told_to_trust_and_no_other() {
-    let app = spawn_app_with(|c| c.resource_secret = Some(FEED_SECRET.into())).await;
-    wait_live(&app).await;
-    let tokens = app.signup_and_login("https@example.com").await;
-    let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-
-    let dir = TempDir::new("authd-https");
-    let ca = TestCa::new(dir.path(), "ca");
-    let (cert, key) = ca.issue("front", "DNS:localhost");
+    let HttpsAuthd {
+        tokens,
+        front,
+        url,
+        ca,
+        dir,
+        ..
+    } = &HttpsAuthd::start().await;
     let other_ca = TestCa::new(dir.path(), "other-ca");
-    let front = TlsFront::start(&cert, &key, upstream).await;
-    let url = format!("https://localhost:{}", front.port);
 
     // Told to trust the CA: the JWKS and the feed come over HTTPS, the token verifies.
-    let trusting = Verifier::start(verifier_config(&url, Some(&ca.cert))).unwrap();
+    let trusting = Verifier::start(verifier_config(url, Some(&ca.cert))).unwrap();
     assert!(
         trusting.wait_fresh(Duration::from_secs(10)).await,
         "the feed came up over HTTPS"
@@ -117,7 +160,7 @@ async fn the_verifier_fetches_over_https_from_a_ca_it_is_told_to_trust_and_no_ot
 
     // Trusting only an unrelated CA (and the system's roots): no key can be fetched, so the
     // token is invalid, and the TLS front saw the client reject its certificate.
-    let wary = Verifier::start(verifier_config(&url, Some(&other_ca.cert))).unwrap();
+    let wary = Verifier::start(verifier_config(url, Some(&other_ca.cert))).unwrap();
     assert_eq!(wary.verify(&tokens.access).await, Err(Error::Invalid));
     let refused = eventually(Duration::from_secs(5), || async {
         !front.failures.lock().unwrap().is_empty()
@@ -148,43 +191,21 @@ fn an_extra_ca_that_holds_no_certificate_is_a_config_error() {
 
 #[tokio::test]
 async fn the_example_resource_server_trusts_the_system_roots_and_its_ca_file() {
-    let app = spawn_app_with(|c| c.resource_secret = Some(EXAMPLE_FEED_SECRET.into())).await;
-    wait_live(&app).await;
-    let tokens = app.signup_and_login("example-https@example.com").await;
-    let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-    let dir = TempDir::new("authd-https");
-    let ca = TestCa::new(dir.path(), "ca");
-    let (cert, key) = ca.issue("front", "DNS:localhost");
-    let front = TlsFront::start(&cert, &key, upstream).await;
-    let url = format!("https://localhost:{}", front.port);
-    let ca_path = ca.cert.to_str().unwrap();
+    let https = HttpsAuthd::start().await;
+    let ca_path = https.ca.cert.to_str().unwrap();
 
     // The system's store, pointed at the private CA (rustls-platform-verifier reads
     // SSL_CERT_FILE), then the example's own option on top of the real system store.
     for env in [[("SSL_CERT_FILE", ca_path)], [("AUTHD_CA_FILE", ca_path)]] {
-        let example = start_example_at(&url, &env).await;
-        let hello = || async {
-            app.client
-                .get(format!("{}/hello", example.1))
-                .bearer_auth(&tokens.access)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        };
+        let example = start_example_at(&https.url, &env).await;
         // The example waits up to 10 s for its feed; poll a little longer than that.
-        let ok = eventually(Duration::from_secs(15), || async { hello().await == 200 }).await;
+        let ok = eventually(Duration::from_secs(15), || async {
+            https.hello_status(&example).await == 200
+        })
+        .await;
         assert!(ok, "the example verified a token over HTTPS with {env:?}");
     }
     // Without either, the private CA is not trusted and the token cannot be verified.
-    let example = start_example_at(&url, &[]).await;
-    let status = app
-        .client
-        .get(format!("{}/hello", example.1))
-        .bearer_auth(&tokens.access)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 401);
+    let example = start_example_at(&https.url, &[]).await;
+    assert_eq!(https.hello_status(&example).await, 401);
 }
