@@ -164,8 +164,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// - `sslmode=require` with a root certificate (`sslrootcert` or `PGSSLROOTCERT`) verifies the
 ///   server's certificate against it, as libpq does (`verify-ca`); sqlx alone would not check
 ///   the certificate at all.
-/// - A certificate or key file named in the URL that cannot be read is a configuration error
-///   naming the file, reported before connecting (sqlx would report a bare I/O error, which
+/// - A certificate or key file named in the URL (or a `PGSSL*` variable) that cannot be read is
+///   a configuration error naming the file, reported before connecting (sqlx would report a bare I/O error, which
 ///   looks transient).
 pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name("authd");
@@ -177,8 +177,7 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
             ));
         }
     }
-    let root_cert = files.iter().any(|(key, _)| key == "sslrootcert")
-        || std::env::var_os("PGSSLROOTCERT").is_some();
+    let root_cert = files.iter().any(|(key, _)| *key == "sslrootcert");
     Ok(
         if matches!(options.get_ssl_mode(), PgSslMode::Require) && root_cert {
             options.ssl_mode(PgSslMode::VerifyCa)
@@ -188,23 +187,40 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     )
 }
 
-/// The certificate and key files named in `url`'s query (`sslrootcert`, `sslcert`, `sslkey`,
-/// under sqlx's spellings too), as (libpq name, path).
-fn tls_files(url: &str) -> Vec<(String, String)> {
-    let Ok(url) = url::Url::parse(url) else {
-        return Vec::new();
-    };
-    url.query_pairs()
-        .filter_map(|(key, value)| {
-            let key = match &*key {
-                "sslrootcert" | "ssl-root-cert" | "ssl-ca" => "sslrootcert",
-                "sslcert" | "ssl-cert" => "sslcert",
-                "sslkey" | "ssl-key" => "sslkey",
-                _ => return None,
-            };
-            Some((key.to_owned(), value.into_owned()))
+/// The certificate and key files sqlx will read, as (libpq parameter, path): those named in
+/// `url`'s query (`sslrootcert`, `sslcert`, `sslkey`, under sqlx's spellings too), else in
+/// `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY` (unless those hold the PEM text itself).
+fn tls_files(url: &str) -> Vec<(&'static str, String)> {
+    let in_url: Vec<(&'static str, String)> = url::Url::parse(url)
+        .map(|url| {
+            url.query_pairs()
+                .filter_map(|(key, value)| {
+                    let key = match &*key {
+                        "sslrootcert" | "ssl-root-cert" | "ssl-ca" => "sslrootcert",
+                        "sslcert" | "ssl-cert" => "sslcert",
+                        "sslkey" | "ssl-key" => "sslkey",
+                        _ => return None,
+                    };
+                    Some((key, value.into_owned()))
+                })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default();
+    let from_env: Vec<(&'static str, String)> = [
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+        ("sslkey", "PGSSLKEY"),
+    ]
+    .into_iter()
+    .filter(|(key, _)| !in_url.iter().any(|(k, _)| k == key))
+    .filter_map(|(key, var)| {
+        let value = std::env::var(var).ok()?;
+        (!value.contains("-----BEGIN")).then_some((key, value))
+    })
+    .collect();
+    let mut files = in_url;
+    files.extend(from_env);
+    files
 }
 
 /// Idle connections older than this are pinged before use.

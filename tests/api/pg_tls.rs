@@ -185,13 +185,14 @@ fn pg_bin(name: &str) -> PathBuf {
 /// Runs `authd` (the real binary, `serve` unless `args` say otherwise) on `url`, with a
 /// generous retry window, and expects it to fail well before that window ends: returns its
 /// stderr.
-fn fails_at_once(url: &str, args: &[&str]) -> String {
+fn fails_at_once(url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let started = Instant::now();
     let mut child = authd_command("unused")
         .env("DATABASE_URL", url)
         .env("AUTHD_DB_CONNECT_TIMEOUT", "60s")
         .env("AUTHD_BIND", format!("127.0.0.1:{}", free_port()))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -313,7 +314,7 @@ async fn certificate_problems_and_plaintext_stop_authd_at_once_with_one_clear_li
         "authd_tls",
         &cluster.verify_full(&cluster.other_ca),
     );
-    let line = the_error_line(&fails_at_once(&url, &[]), "localhost", port);
+    let line = the_error_line(&fails_at_once(&url, &[], &[]), "localhost", port);
     assert!(
         line.contains("UnknownIssuer") && line.contains("sslrootcert"),
         "{line}"
@@ -321,7 +322,7 @@ async fn certificate_problems_and_plaintext_stop_authd_at_once_with_one_clear_li
 
     // The right CA, but the host in the URL is not a name in the certificate.
     let url = cluster.url("127.0.0.1", "authd_tls", &cluster.verify_full(&cluster.ca));
-    let line = the_error_line(&fails_at_once(&url, &["migrate"]), "127.0.0.1", port);
+    let line = the_error_line(&fails_at_once(&url, &["migrate"], &[]), "127.0.0.1", port);
     assert!(
         line.contains("certificate not valid for name \"127.0.0.1\""),
         "{line}"
@@ -330,7 +331,16 @@ async fn certificate_problems_and_plaintext_stop_authd_at_once_with_one_clear_li
     // A root certificate file that is not there.
     let missing = cluster.dir.path().join("no-such-ca.pem");
     let url = cluster.url("localhost", "authd_tls", &cluster.verify_full(&missing));
-    let line = the_error_line(&fails_at_once(&url, &["migrate"]), "localhost", port);
+    let line = the_error_line(&fails_at_once(&url, &["migrate"], &[]), "localhost", port);
+    assert!(
+        line.contains(&format!("sslrootcert file {}", missing.display())),
+        "{line}"
+    );
+
+    // The same through libpq's variable, with the URL silent about it.
+    let url = cluster.url("localhost", "authd_tls", "sslmode=verify-full");
+    let env = [("PGSSLROOTCERT", missing.to_str().unwrap())];
+    let line = the_error_line(&fails_at_once(&url, &["migrate"], &env), "localhost", port);
     assert!(
         line.contains(&format!("sslrootcert file {}", missing.display())),
         "{line}"
@@ -338,7 +348,7 @@ async fn certificate_problems_and_plaintext_stop_authd_at_once_with_one_clear_li
 
     // Plaintext, refused by the hostssl-only server.
     let url = cluster.url("localhost", "authd_tls", "sslmode=disable");
-    let line = the_error_line(&fails_at_once(&url, &["migrate"]), "localhost", port);
+    let line = the_error_line(&fails_at_once(&url, &["migrate"], &[]), "localhost", port);
     assert!(
         line.contains("no pg_hba.conf entry") && line.contains("no encryption"),
         "{line}"
