@@ -22,7 +22,8 @@
 //! AUTHD_AUDIENCE (default authd), BIND (default 127.0.0.1:3000), AUTHD_RESOURCE_SECRET
 //! (required: authd's secret of the feed), AUTHD_FEED_POLICY (`reject`, the default, or
 //! `introspect`), AUTHD_INTROSPECTION_SECRET (required by `introspect`), AUTHD_FEED_STALE_AFTER
-//! (seconds, default 5).
+//! (seconds, default 5), AUTHD_CA_FILE (PEM file of CA certificates to trust for an `https`
+//! AUTHD_URL besides the system's, e.g. an internal CA).
 
 use std::time::Duration;
 
@@ -69,6 +70,10 @@ fn config() -> Result<Config, String> {
             .parse()
             .map_err(|_| format!("AUTHD_FEED_STALE_AFTER={secs}: seconds"))?;
         config.stale_after = Duration::from_secs_f64(secs);
+    }
+    if let Some(path) = env("AUTHD_CA_FILE") {
+        config.extra_ca_pem =
+            Some(std::fs::read(&path).map_err(|e| format!("AUTHD_CA_FILE={path}: {e}"))?);
     }
     Ok(config)
 }

@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum, builder::BoolishValueParser};
 
 #[derive(Args, Clone)]
 pub struct Config {
-    /// Postgres URL; the database is created if missing and migrated at start.
+    /// Postgres URL; the database is created if missing and migrated at start. TLS: add
+    /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA).
     #[arg(
         long,
         env = "DATABASE_URL",

@@ -58,12 +58,14 @@ pub async fn prepare_database(config: &Config) -> anyhow::Result<PgPool> {
             }
             Err(e) if db::is_transient(&e) => {
                 return Err(anyhow::anyhow!(
-                    "cannot reach the database {target} (DATABASE_URL) after {attempt} attempts: {e}"
+                    "cannot reach the database {target} (DATABASE_URL) after {attempt} attempts: {}",
+                    db::describe(&e)
                 ));
             }
             Err(e) => {
                 return Err(anyhow::anyhow!(
-                    "cannot use the database {target} (DATABASE_URL): {e}"
+                    "cannot use the database {target} (DATABASE_URL): {}",
+                    db::describe(&e)
                 ));
             }
         }

@@ -397,7 +397,8 @@ async fn a_rotated_key_is_published_at_once_and_signs_after_the_jwks_max_age() {
     assert_eq!(state_of(&a, &old_kid), "retired");
 }
 
-struct Example(Child, String);
+/// The running example (killed on drop) and its base URL.
+pub struct Example(Child, pub String);
 
 impl Drop for Example {
     fn drop(&mut self) {
@@ -407,19 +408,29 @@ impl Drop for Example {
 }
 
 /// The AUTHD_RESOURCE_SECRET the example and its authd share.
-const EXAMPLE_FEED_SECRET: &str = "example-feed-secret-0123456789abcdef";
+pub const EXAMPLE_FEED_SECRET: &str = "example-feed-secret-0123456789abcdef";
 
 /// Starts `examples/resource_server.rs` against `app` (which must have `EXAMPLE_FEED_SECRET`).
 async fn start_example(app: &TestApp) -> Example {
-    let base = app.base.clone();
+    start_example_at(&app.base, &[]).await
+}
+
+/// Starts `examples/resource_server.rs` with AUTHD_URL `base` (an authd with
+/// `EXAMPLE_FEED_SECRET`), and `env` on top.
+pub async fn start_example_at(base: &str, env: &[(&str, &str)]) -> Example {
+    let base = base.to_owned();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     // Blocking work (build, read its stdout) off the test's single-threaded runtime, which
     // must keep serving authd meanwhile: the example fetches the JWKS at start.
-    tokio::task::spawn_blocking(move || start_example_blocking(&base))
+    tokio::task::spawn_blocking(move || start_example_blocking(&base, env))
         .await
         .unwrap()
 }
 
-fn start_example_blocking(base: &str) -> Example {
+fn start_example_blocking(base: &str, env: Vec<(String, String)>) -> Example {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let bin = dir.join("examples").join("resource_server");
@@ -434,6 +445,7 @@ fn start_example_blocking(base: &str) -> Example {
         .env("AUTHD_ISSUER", "http://localhost:8080")
         .env("BIND", "127.0.0.1:0")
         .env("AUTHD_RESOURCE_SECRET", EXAMPLE_FEED_SECRET)
+        .envs(env)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

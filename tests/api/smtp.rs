@@ -9,7 +9,10 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{TestApp, eventually, spawn_app_with};
+use crate::{
+    certs::TestCa,
+    helpers::{TestApp, eventually, spawn_app_with},
+};
 
 /// The venv's python (made once per test binary).
 fn python() -> &'static str {
@@ -126,87 +129,24 @@ impl SmtpSink {
     pub async fn start_tls(mode: &str, auth: &str) -> (Self, PathBuf) {
         let dir = std::env::temp_dir().join(format!("authd-sink-tls-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-        std::fs::write(
-            p("leaf.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             extendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let steps: [Vec<String>; 3] = [
-            [
-                &["req", "-x509", "-days", "1", "-subj", "/CN=authd test CA"][..],
-                &ec[..],
-            ]
-            .concat()
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["-keyout".into(), p("ca.key"), "-out".into(), p("ca.pem")])
-            .collect(),
-            [&["req", "-subj", "/CN=localhost"][..], &ec[..]]
-                .concat()
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["-keyout".into(), p("key.pem"), "-out".into(), p("leaf.csr")])
-                .collect(),
-            [
-                "x509",
-                "-req",
-                "-days",
-                "1",
-                "-in",
-                &p("leaf.csr"),
-                "-CA",
-                &p("ca.pem"),
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(
-                [
-                    "-CAkey",
-                    &p("ca.key"),
-                    "-CAcreateserial",
-                    "-extfile",
-                    &p("leaf.ext"),
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            )
-            .chain(["-out".into(), p("cert.pem")])
-            .collect(),
-        ];
-        for args in steps {
-            let status = std::process::Command::new("openssl")
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl runs");
-            assert!(status.success(), "openssl {args:?}");
-        }
-        let (cert, key) = (p("cert.pem"), p("key.pem"));
+        let ca = TestCa::new(&dir, "ca");
+        let (cert, key) = ca.issue("leaf", "IP:127.0.0.1,DNS:localhost");
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
         let sink = Self::start_with(
             None,
             &[
                 "--tls",
                 mode,
                 "--tls-cert",
-                &cert,
+                cert,
                 "--tls-key",
-                &key,
+                key,
                 "--auth",
                 auth,
             ],
         )
         .await;
-        (sink, dir.join("ca.pem"))
+        (sink, ca.cert)
     }
 
     pub fn url(&self) -> String {

@@ -16,6 +16,8 @@
 //!   while complete, or no `ready` yet) for longer than [`Config::stale_after`], every token is
 //!   either rejected ([`FailurePolicy::Reject`], fail closed) or checked with authd's RFC 7662
 //!   introspection, `POST {authd_url}/auth/introspect` ([`FailurePolicy::Introspect`]).
+//! - **HTTPS**: an `https` `authd_url` is reached with rustls (aws-lc-rs), trusting the
+//!   platform's roots; an authd behind a private CA needs [`Config::extra_ca_pem`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), authd_verifier::ConfigError> {
@@ -84,6 +86,11 @@ pub struct Config {
     pub stale_after: Duration,
     /// Clock skew allowed on `exp`, `nbf` and `iat`; at most 30 s. Default: 5 s (authd's).
     pub leeway: Duration,
+    /// CA certificates (PEM, one or more) trusted for an `https` `authd_url` in addition to the
+    /// platform's roots, for an authd behind a private CA. The platform's roots are the system
+    /// store (rustls-platform-verifier; on Linux the system bundle, or what `SSL_CERT_FILE` /
+    /// `SSL_CERT_DIR` name instead). Default: none.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -100,6 +107,7 @@ impl Config {
             policy: FailurePolicy::Reject,
             stale_after: Duration::from_secs(5),
             leeway: Duration::from_secs(5),
+            extra_ca_pem: None,
         }
     }
 }
@@ -118,6 +126,7 @@ impl fmt::Debug for Config {
             .field("policy", &self.policy)
             .field("stale_after", &self.stale_after)
             .field("leeway", &self.leeway)
+            .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(|_| "[PEM]"))
             .finish()
     }
 }
@@ -140,6 +149,9 @@ pub enum ConfigError {
     /// [`Verifier::start`] was called outside a Tokio runtime.
     #[error("Verifier::start needs a Tokio runtime")]
     NoRuntime,
+    /// `extra_ca_pem` holds no certificate, or one that cannot be parsed.
+    #[error("extra_ca_pem: {0}")]
+    ExtraCa(String),
     /// The HTTP client could not be built (TLS setup).
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
@@ -254,9 +266,16 @@ impl Verifier {
             return Err(ConfigError::Leeway);
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = &config.extra_ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ConfigError::ExtraCa(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ConfigError::ExtraCa("no certificate in it".into()));
+            }
+            http = http.tls_certs_merge(certs);
+        }
+        let http = http.build()?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = config.leeway.as_secs();
         validation.validate_nbf = true;
