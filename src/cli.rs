@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db,
     domain::{ClientInfo, Email, NewPassword, RevokeReason},
+    embedded,
     error::ApiError,
     session::{self, Actor, Offline, account::UserChange, revoke::Target},
     tokens::jwt::KeyMaterial,
@@ -56,6 +57,30 @@ pub struct ServeArgs {
 }
 
 impl Cli {
+    /// Parses `args` (the program name first) like `Cli::try_parse_from`, and also records
+    /// whether DATABASE_URL was left unset (`Config::database_url_is_default`), which decides
+    /// whether the embedded database may be used.
+    pub fn try_parse_from_sources<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        let is_default = |m: &clap::ArgMatches| {
+            m.value_source("database_url") == Some(ValueSource::DefaultValue)
+        };
+        cli.config.database_url_is_default = is_default(&matches);
+        if let (Some(Command::Serve(serve)), Some(("serve", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            serve.config.database_url_is_default = is_default(sub);
+        }
+        Ok(cli)
+    }
+
     /// The configuration this invocation runs with: `serve`'s own options when given as
     /// `authd serve …`, else the top-level ones (flags before the subcommand, or the environment).
     pub fn into_parts(self) -> (Config, Option<Command>) {
@@ -132,7 +157,27 @@ pub enum KeysCommand {
 }
 
 /// Runs one invocation, with the configuration from [`Cli::into_parts`]; no command serves.
-pub async fn run(config: Config, command: Option<Command>) -> anyhow::Result<()> {
+/// With the embedded database (see [`embedded::attach`]), the server keeps it for its
+/// lifetime and stops it after the last request; a command stops it when done, unless it used
+/// the server of an authd running on the same data directory.
+pub async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
+    let role = match command {
+        None | Some(Command::Serve(_)) => embedded::Role::Server,
+        Some(_) => embedded::Role::Command,
+    };
+    let database = embedded::attach(&mut config, role).await?;
+    let result = run_with_database(config, command).await;
+    match database {
+        Some(database) => {
+            let stopped = database.stop().await;
+            // The command's own error matters more than one from the stop.
+            result.and(stopped)
+        }
+        None => result,
+    }
+}
+
+async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::Result<()> {
     match command {
         // `into_parts` already took `serve`'s own options as `config`.
         None | Some(Command::Serve(_)) => serve(config).await,

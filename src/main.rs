@@ -3,7 +3,7 @@
 use std::{io::Read, path::PathBuf, process::ExitCode};
 
 use authd::cli::{self, Cli};
-use clap::{Parser, error::ErrorKind};
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     // Before clap reads the environment, and before logging exists (hence plain stderr).
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from_sources(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();

@@ -51,12 +51,20 @@ pub fn is_transient(err: &sqlx::Error) -> bool {
     }
 }
 
-/// `url` with its password removed, for messages (`postgres://user@host:port/db`).
+/// `url` with its password and query removed, for messages (`postgres://user@host:port/db`);
+/// a Unix-socket directory (`host=/path`) is kept, as it says where the server is.
 pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_password(None);
+            let socket_dir = u
+                .query_pairs()
+                .find(|(k, v)| k == "host" && v.starts_with('/'))
+                .map(|(_, v)| v.into_owned());
             u.set_query(None);
+            if let Some(dir) = socket_dir {
+                u.query_pairs_mut().append_pair("host", &dir);
+            }
             u.to_string()
         }
         Err(_) => "DATABASE_URL".into(),
