@@ -394,9 +394,18 @@ fn signal(pid: i32, sig: libc::c_int) {
     }
 }
 
+/// Whether `pid` exists and is not a zombie (an orphaned server that exited may wait to be
+/// reaped by an init that never does, as in some containers).
 fn is_alive(pid: i32) -> bool {
     // SAFETY: as above; signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    exists
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            // `pid (comm) S ...`: the state follows the last `)`.
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
 }
 
 /// Whether `pid` is a live postgres process (not a recycled pid of something else). Where

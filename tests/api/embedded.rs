@@ -1,0 +1,419 @@
+//! The embedded database (`DATABASE_URL=embedded`): the real binary runs its own PostgreSQL
+//! from this machine's binaries in a data directory of the test's own, which a guard removes,
+//! stopping whatever postgres the test left running there, also when the test fails.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// A data directory under the system's temp dir. Dropping it stops any postgres still running
+/// on it, then deletes it.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("authd-embedded-{}", uuid::Uuid::new_v4())))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn pgdata(&self) -> PathBuf {
+        self.0.join("pgdata")
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if let Some(pg) = postmaster(&self.pgdata()) {
+            // Immediate shutdown: the test is over, nothing needs to be kept.
+            signal(pg.pid, "QUIT");
+            if !poll(Duration::from_secs(10), || !alive(pg.pid)) {
+                signal(pg.pid, "KILL");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An authd process, killed when dropped (a failed test leaves no server behind).
+struct Authd {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Authd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Authd {
+    async fn start(dir: &DataDir) -> Self {
+        let (child, base) = spawn_authd_process(
+            "embedded",
+            &[("AUTHD_DATA_DIR", dir.path().to_str().unwrap())],
+        )
+        .await;
+        Self { child, base }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then its exit status and stderr.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        sigterm(self.pid());
+        let status =
+            wait_exit(&mut self.child, Duration::from_secs(30)).expect("authd exits after SIGTERM");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        (status, stderr)
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn register_and_login(&self, email: &str) -> Tokens {
+        let creds = json!({ "email": email, "password": PASSWORD });
+        assert_eq!(
+            self.post("/auth/register", creds.clone()).await.status(),
+            201
+        );
+        let res = self.post("/auth/login", creds).await;
+        assert_eq!(res.status(), 200, "login");
+        tokens_from(res).await
+    }
+
+    async fn refresh_with(&self, cookie: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/auth/refresh", self.base))
+            .header("cookie", format!("authd_refresh={cookie}"))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// `authd <args>` on the data directory (no server of its own: a CLI command).
+fn authd_cli(dir: &DataDir, args: &[&str]) -> std::process::Output {
+    authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", dir.path())
+        .env("AUTHD_PASSWORD", PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The postmaster serving `pgdata`: its pid and real uid.
+struct Postmaster {
+    pid: u32,
+    uid: u32,
+}
+
+/// The running `postgres -D <pgdata>` process, found in /proc by its command line.
+fn postmaster(pgdata: &Path) -> Option<Postmaster> {
+    let wanted = pgdata.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let is_postgres = args.first()?.ends_with(b"/postgres");
+            let serves = args.windows(2).any(|w| w[0] == b"-D" && w[1] == wanted);
+            if !(is_postgres && serves) {
+                return None;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some(Postmaster { pid, uid })
+        })
+}
+
+/// TCP sockets in LISTEN state (IPv4 and IPv6) that belong to process `pid`.
+fn tcp_listeners_of(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.path()).ok()?;
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert!(!inodes.is_empty(), "postgres has its Unix socket open");
+    let mut listening = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(3) == Some(&"0A")
+                && fields.get(9).is_some_and(|i| inodes.iter().any(|x| x == i))
+            {
+                listening.push(fields[1].to_string());
+            }
+        }
+    }
+    listening
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn poll(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    poll(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// stderr lines that are not JSON log records.
+fn plain_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn serves_from_its_own_postgres_and_keeps_users_and_sessions_across_restarts() {
+    let dir = DataDir::new();
+    let first = Authd::start(&dir).await;
+    let pg = postmaster(&dir.pgdata()).expect("a postgres serves the data directory");
+    if running_as_root() {
+        assert_ne!(pg.uid, 0, "postgres runs as an unprivileged user");
+    }
+    assert_eq!(
+        tcp_listeners_of(pg.pid),
+        Vec::<String>::new(),
+        "no TCP port"
+    );
+
+    let tokens = first.register_and_login("ada@example.test").await;
+    let res = first.refresh_with(&tokens.refresh).await;
+    assert_eq!(res.status(), 200, "refresh");
+    let rotated = tokens_from(res).await;
+
+    let (status, stderr) = first.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        postmaster(&dir.pgdata()).is_none() && !alive(pg.pid),
+        "postgres stopped with authd"
+    );
+    let announced: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("using an embedded PostgreSQL"))
+        .collect();
+    assert_eq!(announced.len(), 1, "{stderr}");
+    assert!(
+        announced[0].contains(dir.path().to_str().unwrap()),
+        "{stderr}"
+    );
+    assert!(announced[0].contains("DATABASE_URL"), "{stderr}");
+
+    // Restart: the user and the session are still there.
+    let second = Authd::start(&dir).await;
+    let res = second.refresh_with(&rotated.refresh).await;
+    assert_eq!(res.status(), 200, "the old refresh cookie still refreshes");
+    let res = second
+        .post(
+            "/auth/login",
+            json!({ "email": "ada@example.test", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "login after a restart");
+    let (status, stderr) = second.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(postmaster(&dir.pgdata()).is_none());
+}
+
+#[tokio::test]
+async fn cli_commands_use_the_data_dir_alone_or_through_the_running_server() {
+    let dir = DataDir::new();
+    // Stopped: the command starts the database for itself and stops it when done.
+    let out = authd_cli(&dir, &["user", "add", "--email", "cli@example.test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        postmaster(&dir.pgdata()).is_none(),
+        "stopped after the command"
+    );
+    let out = authd_cli(&dir, &["user", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli@example.test"));
+
+    // Running: the command uses the server's postgres, which keeps running.
+    let server = Authd::start(&dir).await;
+    let pg = postmaster(&dir.pgdata()).expect("the server's postgres");
+    let out = authd_cli(&dir, &["user", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli@example.test"));
+    assert_eq!(postmaster(&dir.pgdata()).map(|p| p.pid), Some(pg.pid));
+    let res = server
+        .post(
+            "/auth/login",
+            json!({ "email": "cli@example.test", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "the user the CLI added logs in");
+
+    // A second server on the same data directory is refused with one line.
+    let out = authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", dir.path())
+        .env("AUTHD_BIND", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = plain_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.contains(dir.path().to_str().unwrap()), "{line}");
+    assert!(line.contains(&format!("pid {}", server.pid())), "{line}");
+    assert!(line.contains("DATABASE_URL"), "{line}");
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(postmaster(&dir.pgdata()).is_none());
+}
+
+#[tokio::test]
+async fn a_postgres_left_by_a_killed_authd_is_recovered_at_the_next_start() {
+    let dir = DataDir::new();
+    let mut first = Authd::start(&dir).await;
+    let tokens = first.register_and_login("kill@example.test").await;
+    let old = postmaster(&dir.pgdata()).expect("postgres").pid;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+    assert!(
+        alive(old),
+        "postgres outlives a SIGKILLed authd (its own process group)"
+    );
+
+    let second = Authd::start(&dir).await;
+    let new = postmaster(&dir.pgdata()).expect("postgres").pid;
+    assert_ne!(new, old);
+    assert!(!alive(old), "the stale server was stopped");
+    let res = second.refresh_with(&tokens.refresh).await;
+    assert_eq!(res.status(), 200, "the session survived");
+    let (status, stderr) = second.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(postmaster(&dir.pgdata()).is_none());
+}
+
+#[test]
+fn start_up_problems_are_one_line() {
+    let dir = DataDir::new();
+    let out = authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", dir.path())
+        .env("AUTHD_POSTGRES_BINDIR", "/nonexistent/bin")
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = plain_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("AUTHD_POSTGRES_BINDIR=/nonexistent/bin"),
+        "{lines:?}"
+    );
+
+    if running_as_root() {
+        // A data directory inside a directory only root may enter (like /root).
+        use std::os::unix::fs::PermissionsExt;
+        let private = dir.path().join("private");
+        std::fs::create_dir_all(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let out = authd_command("unused")
+            .env("DATABASE_URL", "embedded")
+            .env("AUTHD_DATA_DIR", private.join("data"))
+            .args(["user", "list"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let lines = plain_lines(&out.stderr);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains(private.to_str().unwrap()), "{lines:?}");
+        assert!(lines[0].contains("AUTHD_DATA_DIR"), "{lines:?}");
+    }
+}
