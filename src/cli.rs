@@ -534,6 +534,36 @@ mod tests {
     }
 
     #[test]
+    fn an_unset_database_url_is_told_apart_from_the_same_url_given() {
+        use crate::config::DEFAULT_DATABASE_URL;
+        // The test process may have DATABASE_URL set; the flag wins over it either way.
+        let given = |args: &[&str]| {
+            let (config, _) = Cli::try_parse_from_sources(args)
+                .expect("parses")
+                .into_parts();
+            (config.database_url, config.database_url_is_default)
+        };
+        let flag = ["authd", "--database-url", DEFAULT_DATABASE_URL];
+        assert_eq!(given(&flag), (DEFAULT_DATABASE_URL.to_string(), false));
+        let serve = ["authd", "serve", "--database-url", "embedded"];
+        assert_eq!(given(&serve), ("embedded".to_string(), false));
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert_eq!(given(&["authd"]), (DEFAULT_DATABASE_URL.to_string(), true));
+            assert_eq!(
+                given(&["authd", "serve"]),
+                (DEFAULT_DATABASE_URL.to_string(), true)
+            );
+            assert_eq!(
+                given(&["authd", "user", "list"]),
+                (DEFAULT_DATABASE_URL.to_string(), true)
+            );
+        }
+        // Plain clap parsing (tests, embedders) never counts as unset.
+        let (config, _) = Cli::try_parse_from(["authd"]).expect("parses").into_parts();
+        assert!(!config.database_url_is_default);
+    }
+
+    #[test]
     fn a_kid_may_start_with_a_hyphen() {
         // Key ids are base64url thumbprints: about one in 64 starts with `-`.
         let cli = Cli::try_parse_from(["authd", "keys", "revoke", "--kid", "-3QB8KFGKneQjQeD"])

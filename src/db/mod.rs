@@ -135,3 +135,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .connect_with(connect_options(url)?)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_drops_the_password_and_query_but_keeps_a_socket_directory() {
+        assert_eq!(
+            redacted("postgres://app:hunter2@db.test:5432/authd?sslmode=require"),
+            "postgres://app@db.test:5432/authd"
+        );
+        assert_eq!(
+            redacted("postgres://postgres@localhost/authd?host=%2Fsrv%2Frun&password=x"),
+            "postgres://postgres@localhost/authd?host=%2Fsrv%2Frun"
+        );
+    }
+}

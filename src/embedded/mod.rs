@@ -149,7 +149,17 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
     let (server, lock) = tokio::task::spawn_blocking(move || {
         bring_up(&dir, override_dir, previous.socket_dir.as_deref(), lock)
     })
-    .await??;
+    .await?
+    .map_err(|e| {
+        if config.database_url_is_default {
+            e.context(format!(
+                "DATABASE_URL is unset and nothing answers on {DEFAULT_SERVER}, so authd runs \
+                 its own PostgreSQL"
+            ))
+        } else {
+            e
+        }
+    })?;
     config.database_url = cluster::socket_url(server.socket_dir(), DATABASE);
     Ok(Some(Embedded {
         server: Some(server),

@@ -172,7 +172,6 @@ fn tcp_listeners_of(pid: u32) -> Vec<String> {
             )
         })
         .collect();
-    assert!(!inodes.is_empty(), "postgres has its Unix socket open");
     let mut listening = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -255,6 +254,10 @@ async fn serves_from_its_own_postgres_and_keeps_users_and_sessions_across_restar
         Vec::<String>::new(),
         "no TCP port"
     );
+    // The check sees a listening socket where there is one.
+    let control = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(tcp_listeners_of(std::process::id()).len(), 1);
+    drop(control);
 
     let tokens = first.register_and_login("ada@example.test").await;
     let res = first.refresh_with(&tokens.refresh).await;
