@@ -114,10 +114,7 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
     }
     let data_dir = std::path::absolute(&config.data_dir)
         .with_context(|| format!("AUTHD_DATA_DIR={}", config.data_dir.display()))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&data_dir)
+    create_data_dir(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let (lock, previous) = match DirLock::try_acquire(&data_dir)
         .with_context(|| format!("cannot lock the data directory {}", data_dir.display()))?
@@ -165,6 +162,21 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
         server: Some(server),
         _lock: Some(lock),
     }))
+}
+
+/// Creates `data_dir` (mode 0700) unless it exists; missing parents get the usual mode (the
+/// umask's), since the account PostgreSQL runs as must be able to pass through them.
+fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
+    if data_dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = data_dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && data_dir.is_dir() => Ok(()),
+        other => other,
+    }
 }
 
 /// Finds the binaries, picks the account, recovers a server a killed authd left, makes the

@@ -13,12 +13,23 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// A data directory under the system's temp dir. Dropping it stops any postgres still running
-/// on it, then deletes it.
-struct DataDir(PathBuf);
+/// on it, then deletes it (with the parents it was made in, see [`DataDir::nested`]).
+struct DataDir(PathBuf, PathBuf);
 
 impl DataDir {
     fn new() -> Self {
-        Self(std::env::temp_dir().join(format!("authd-embedded-{}", uuid::Uuid::new_v4())))
+        Self::nested("")
+    }
+
+    /// The data directory `<temp>/authd-embedded-<uuid>/<sub>`; authd creates it.
+    fn nested(sub: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("authd-embedded-{}", uuid::Uuid::new_v4()));
+        let path = if sub.is_empty() {
+            root.clone()
+        } else {
+            root.join(sub)
+        };
+        Self(path, root)
     }
 
     fn path(&self) -> &Path {
@@ -39,7 +50,7 @@ impl Drop for DataDir {
                 signal(pg.pid, "KILL");
             }
         }
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -419,4 +430,36 @@ fn start_up_problems_are_one_line() {
         assert!(lines[0].contains(private.to_str().unwrap()), "{lines:?}");
         assert!(lines[0].contains("AUTHD_DATA_DIR"), "{lines:?}");
     }
+}
+
+#[tokio::test]
+async fn a_data_dir_too_long_for_a_socket_path_gets_a_private_socket_dir_elsewhere() {
+    // Made by authd, parents included: they must stay passable for postgres's account.
+    let dir = DataDir::nested(&"a-rather-long-directory-name-".repeat(3));
+    assert!(dir.path().join("run/.s.PGSQL.5432").as_os_str().len() > 107);
+    let server = Authd::start(&dir).await;
+    let socket_dir = std::fs::read_to_string(dir.path().join("authd.lock"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("socket_dir=").map(PathBuf::from))
+        .expect("the socket directory is recorded");
+    assert!(socket_dir.starts_with("/tmp"), "{}", socket_dir.display());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    // The CLI finds the server through the recorded directory.
+    let out = authd_cli(&dir, &["user", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        !socket_dir.exists(),
+        "the temporary socket directory is removed"
+    );
 }
