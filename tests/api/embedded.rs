@@ -81,8 +81,9 @@ impl Authd {
         self.child.id()
     }
 
-    /// SIGTERM, then its exit status and stderr.
-    fn terminate(mut self) -> (ExitStatus, String) {
+    /// SIGTERM; asserts that authd exits 0 and leaves no postgres running on `dir`. Returns
+    /// its stderr.
+    fn stop_cleanly(mut self, dir: &DataDir) -> String {
         sigterm(self.pid());
         let status =
             wait_exit(&mut self.child, Duration::from_secs(30)).expect("authd exits after SIGTERM");
@@ -90,7 +91,20 @@ impl Authd {
         if let Some(mut pipe) = self.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
         }
-        (status, stderr)
+        assert!(
+            status.success(),
+            "exit status after SIGTERM: {status}: {stderr}"
+        );
+        assert!(
+            postmaster(&dir.pgdata()).is_none(),
+            "postgres stopped with authd"
+        );
+        stderr
+    }
+
+    async fn login_status(&self, email: &str) -> u16 {
+        let creds = json!({ "email": email, "password": PASSWORD });
+        self.post("/auth/login", creds).await.status().as_u16()
     }
 
     async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
@@ -200,6 +214,18 @@ fn tcp_listeners_of(pid: u32) -> Vec<String> {
     listening
 }
 
+/// The process group of `pid` (field 5 of /proc/<pid>/stat).
+fn process_group(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = stat.rsplit(')').next().unwrap();
+    after_comm
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -243,6 +269,11 @@ fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+fn assert_succeeded(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+}
+
 /// stderr lines that are not JSON log records.
 fn plain_lines(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
@@ -260,6 +291,11 @@ async fn serves_from_its_own_postgres_and_keeps_users_and_sessions_across_restar
     if running_as_root() {
         assert_ne!(pg.uid, 0, "postgres runs as an unprivileged user");
     }
+    assert_ne!(
+        process_group(pg.pid),
+        process_group(first.pid()),
+        "postgres has a process group of its own (a Ctrl-C reaches authd only)"
+    );
     assert_eq!(
         tcp_listeners_of(pg.pid),
         Vec::<String>::new(),
@@ -275,12 +311,8 @@ async fn serves_from_its_own_postgres_and_keeps_users_and_sessions_across_restar
     assert_eq!(res.status(), 200, "refresh");
     let rotated = tokens_from(res).await;
 
-    let (status, stderr) = first.terminate();
-    assert!(status.success(), "exit status after SIGTERM: {status}");
-    assert!(
-        postmaster(&dir.pgdata()).is_none() && !alive(pg.pid),
-        "postgres stopped with authd"
-    );
+    let stderr = first.stop_cleanly(&dir);
+    assert!(!alive(pg.pid), "postgres stopped with authd");
     let announced: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("using an embedded PostgreSQL"))
@@ -296,16 +328,12 @@ async fn serves_from_its_own_postgres_and_keeps_users_and_sessions_across_restar
     let second = Authd::start(&dir).await;
     let res = second.refresh_with(&rotated.refresh).await;
     assert_eq!(res.status(), 200, "the old refresh cookie still refreshes");
-    let res = second
-        .post(
-            "/auth/login",
-            json!({ "email": "ada@example.test", "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(res.status(), 200, "login after a restart");
-    let (status, stderr) = second.terminate();
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(postmaster(&dir.pgdata()).is_none());
+    assert_eq!(
+        second.login_status("ada@example.test").await,
+        200,
+        "login after a restart"
+    );
+    second.stop_cleanly(&dir);
 }
 
 #[tokio::test]
@@ -313,41 +341,27 @@ async fn cli_commands_use_the_data_dir_alone_or_through_the_running_server() {
     let dir = DataDir::new();
     // Stopped: the command starts the database for itself and stops it when done.
     let out = authd_cli(&dir, &["user", "add", "--email", "cli@example.test"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(
         postmaster(&dir.pgdata()).is_none(),
         "stopped after the command"
     );
     let out = authd_cli(&dir, &["user", "list"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cli@example.test"));
 
     // Running: the command uses the server's postgres, which keeps running.
     let server = Authd::start(&dir).await;
     let pg = postmaster(&dir.pgdata()).expect("the server's postgres");
     let out = authd_cli(&dir, &["user", "list"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("cli@example.test"));
     assert_eq!(postmaster(&dir.pgdata()).map(|p| p.pid), Some(pg.pid));
-    let res = server
-        .post(
-            "/auth/login",
-            json!({ "email": "cli@example.test", "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(res.status(), 200, "the user the CLI added logs in");
+    assert_eq!(
+        server.login_status("cli@example.test").await,
+        200,
+        "the user the CLI added logs in"
+    );
 
     // A second server on the same data directory is refused with one line.
     let out = authd_command("unused")
@@ -364,9 +378,7 @@ async fn cli_commands_use_the_data_dir_alone_or_through_the_running_server() {
     assert!(line.contains(&format!("pid {}", server.pid())), "{line}");
     assert!(line.contains("DATABASE_URL"), "{line}");
 
-    let (status, stderr) = server.terminate();
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(postmaster(&dir.pgdata()).is_none());
+    server.stop_cleanly(&dir);
 }
 
 #[tokio::test]
@@ -389,27 +401,32 @@ async fn a_postgres_left_by_a_killed_authd_is_recovered_at_the_next_start() {
     assert!(!alive(old), "the stale server was stopped");
     let res = second.refresh_with(&tokens.refresh).await;
     assert_eq!(res.status(), 200, "the session survived");
-    let (status, stderr) = second.terminate();
-    assert!(status.success(), "{status}: {stderr}");
-    assert!(postmaster(&dir.pgdata()).is_none());
+    second.stop_cleanly(&dir);
 }
 
-#[test]
-fn start_up_problems_are_one_line() {
-    let dir = DataDir::new();
+/// `authd user list` on `data_dir` with `env`: it fails with exit code 1 and one line (besides
+/// JSON log records), which is returned.
+fn failing_start(data_dir: &Path, env: &[(&str, &str)]) -> String {
     let out = authd_command("unused")
         .env("DATABASE_URL", "embedded")
-        .env("AUTHD_DATA_DIR", dir.path())
-        .env("AUTHD_POSTGRES_BINDIR", "/nonexistent/bin")
+        .env("AUTHD_DATA_DIR", data_dir)
+        .envs(env.iter().copied())
         .args(["user", "list"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let lines = plain_lines(&out.stderr);
     assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+#[test]
+fn start_up_problems_are_one_line() {
+    let dir = DataDir::new();
+    let line = failing_start(dir.path(), &[("AUTHD_POSTGRES_BINDIR", "/nonexistent/bin")]);
     assert!(
-        lines[0].contains("AUTHD_POSTGRES_BINDIR=/nonexistent/bin"),
-        "{lines:?}"
+        line.contains("AUTHD_POSTGRES_BINDIR=/nonexistent/bin"),
+        "{line}"
     );
 
     if running_as_root() {
@@ -418,17 +435,9 @@ fn start_up_problems_are_one_line() {
         let private = dir.path().join("private");
         std::fs::create_dir_all(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let out = authd_command("unused")
-            .env("DATABASE_URL", "embedded")
-            .env("AUTHD_DATA_DIR", private.join("data"))
-            .args(["user", "list"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let lines = plain_lines(&out.stderr);
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].contains(private.to_str().unwrap()), "{lines:?}");
-        assert!(lines[0].contains("AUTHD_DATA_DIR"), "{lines:?}");
+        let line = failing_start(&private.join("data"), &[]);
+        assert!(line.contains(private.to_str().unwrap()), "{line}");
+        assert!(line.contains("AUTHD_DATA_DIR"), "{line}");
     }
 }
 
@@ -451,13 +460,8 @@ async fn a_data_dir_too_long_for_a_socket_path_gets_a_private_socket_dir_elsewhe
     }
     // The CLI finds the server through the recorded directory.
     let out = authd_cli(&dir, &["user", "list"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (status, stderr) = server.terminate();
-    assert!(status.success(), "{status}: {stderr}");
+    assert_succeeded(&out);
+    server.stop_cleanly(&dir);
     assert!(
         !socket_dir.exists(),
         "the temporary socket directory is removed"
