@@ -165,8 +165,14 @@ pub async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result
         None | Some(Command::Serve(_)) => embedded::Role::Server,
         Some(_) => embedded::Role::Command,
     };
+    // The server takes SIGINT/SIGTERM from here on, so that one during start-up still stops
+    // the embedded database (commands keep the default: Ctrl-C at a prompt ends them).
+    let shutdown = (role == embedded::Role::Server).then(app::shutdown_signal);
     let database = embedded::attach(&mut config, role).await?;
-    let result = run_with_database(config, command).await;
+    let result = match shutdown {
+        Some(shutdown) => serve(config, shutdown).await,
+        None => run_with_database(config, command).await,
+    };
     match database {
         Some(database) => {
             let stopped = database.stop().await;
@@ -177,10 +183,10 @@ pub async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result
     }
 }
 
+/// Runs a command other than `serve`.
 async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::Result<()> {
     match command {
-        // `into_parts` already took `serve`'s own options as `config`.
-        None | Some(Command::Serve(_)) => serve(config).await,
+        None | Some(Command::Serve(_)) => serve(config, app::shutdown_signal()).await,
         Some(Command::Migrate) => {
             app::prepare_database(&config).await?;
             println!("database is migrated");
@@ -288,9 +294,12 @@ async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
-    app.run_until(app::shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {

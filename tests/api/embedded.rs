@@ -467,3 +467,26 @@ async fn a_data_dir_too_long_for_a_socket_path_gets_a_private_socket_dir_elsewhe
         "the temporary socket directory is removed"
     );
 }
+
+#[tokio::test]
+async fn a_sigterm_during_start_up_still_stops_postgres() {
+    let dir = DataDir::new();
+    let mut child = authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", dir.path())
+        .env("AUTHD_BIND", format!("127.0.0.1:{}", free_port()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As soon as postgres has been started (initdb done), before authd is likely ready.
+    let started = poll(Duration::from_secs(30), || {
+        postmaster(&dir.pgdata()).is_some()
+    });
+    sigterm(child.id());
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let _ = child.kill();
+    assert!(started, "postgres started");
+    let status = status.expect("authd exits after SIGTERM");
+    assert!(status.success(), "exit status: {status}");
+    assert!(postmaster(&dir.pgdata()).is_none(), "postgres stopped");
+}
