@@ -186,6 +186,7 @@ pub async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result
 /// Runs a command other than `serve`.
 async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::Result<()> {
     match command {
+        // `run` serves itself; kept for completeness.
         None | Some(Command::Serve(_)) => serve(config, app::shutdown_signal()).await,
         Some(Command::Migrate) => {
             app::prepare_database(&config).await?;
