@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::user::Account;
+use super::{
+    process::{POLL, is_alive, is_postgres, poll_until, signal},
+    user::Account,
+};
 
 /// The port only names the socket file (`.s.PGSQL.5432`): the server opens no TCP port.
 pub const PORT: u16 = 5432;
@@ -26,7 +29,6 @@ const MAX_SOCKET_PATH: usize = 103;
 /// How long a start (crash recovery included) or a stop may take.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
 
 /// The socket directory for a cluster in `data_dir`: `<data dir>/run` when the socket path
 /// fits in a `sockaddr_un`, else `None` (then a short private directory under /tmp is used).
@@ -72,6 +74,7 @@ pub struct Server {
 }
 
 impl Cluster {
+    /// The cluster's directory, `<data dir>/pgdata`.
     pub fn pgdata(&self) -> PathBuf {
         self.data_dir.join("pgdata")
     }
@@ -257,6 +260,7 @@ impl Server {
         &self.socket_dir
     }
 
+    /// The postmaster's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -385,52 +389,6 @@ fn last_log_line(log: &Path) -> String {
                 .map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| "no output".into())
-}
-
-fn signal(pid: i32, sig: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; a vanished pid is an ignored ESRCH.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
-/// Whether `pid` exists and is not a zombie (an orphaned server that exited may wait to be
-/// reaped by an init that never does, as in some containers).
-fn is_alive(pid: i32) -> bool {
-    // SAFETY: as above; signal 0 only checks that the process exists.
-    let exists = unsafe { libc::kill(pid, 0) == 0 };
-    exists
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            // `pid (comm) S ...`: the state follows the last `)`.
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-        })
-}
-
-/// Whether `pid` is a live postgres process (not a recycled pid of something else). Where
-/// `/proc` exists its `comm` must say `postgres`; elsewhere being alive is all we can check.
-fn is_postgres(pid: i32) -> bool {
-    if !is_alive(pid) {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(comm) => comm.trim() == "postgres",
-        Err(_) => !Path::new("/proc/self").exists(),
-    }
-}
-
-fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
 }
 
 #[cfg(test)]

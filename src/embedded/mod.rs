@@ -10,6 +10,7 @@
 pub mod binaries;
 pub mod cluster;
 pub mod lock;
+pub mod process;
 pub mod user;
 
 use std::{
