@@ -490,3 +490,52 @@ async fn a_sigterm_during_start_up_still_stops_postgres() {
     assert!(status.success(), "exit status: {status}");
     assert!(postmaster(&dir.pgdata()).is_none(), "postgres stopped");
 }
+
+/// A non-root authd runs PostgreSQL as itself; a root one later on the same directory keeps
+/// that owner. (Run as non-root, every other test here covers the first half already.)
+#[test]
+fn a_non_root_authd_runs_postgres_as_itself_and_root_keeps_that_owner() {
+    use std::os::unix::{fs::MetadataExt, process::CommandExt};
+    if !running_as_root() {
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let (uid, gid): (u32, u32) = passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"nobody")).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .expect("a nobody account");
+    let dir = DataDir::nested("data");
+    std::fs::create_dir_all(&dir.1).unwrap();
+    std::os::unix::fs::chown(&dir.1, Some(uid), Some(gid)).unwrap();
+
+    let out = authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", dir.path())
+        .env("AUTHD_PASSWORD", PASSWORD)
+        .env("HOME", &dir.1)
+        .args(["user", "add", "--email", "nobody@example.test"])
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    let owner = |p: &Path| std::fs::metadata(p).unwrap().uid();
+    assert_eq!(owner(&dir.pgdata()), uid);
+    assert!(
+        postmaster(&dir.pgdata()).is_none(),
+        "stopped after the command"
+    );
+
+    let out = authd_cli(&dir, &["user", "list"]);
+    assert_succeeded(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nobody@example.test"));
+    assert_eq!(
+        owner(&dir.pgdata()),
+        uid,
+        "root ran it as the owner, nobody"
+    );
+    assert_eq!(owner(dir.path()), uid);
+}
