@@ -10,6 +10,7 @@ use crate::{
     config::Config,
     db,
     domain::{ClientInfo, Email, NewPassword, RevokeReason},
+    embedded,
     error::ApiError,
     session::{self, Actor, Offline, account::UserChange, revoke::Target},
     tokens::jwt::KeyMaterial,
@@ -56,6 +57,30 @@ pub struct ServeArgs {
 }
 
 impl Cli {
+    /// Parses `args` (the program name first) like `Cli::try_parse_from`, and also records
+    /// whether DATABASE_URL was left unset (`Config::database_url_is_default`), which decides
+    /// whether the embedded database may be used.
+    pub fn try_parse_from_sources<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        let is_default = |m: &clap::ArgMatches| {
+            m.value_source("database_url") == Some(ValueSource::DefaultValue)
+        };
+        cli.config.database_url_is_default = is_default(&matches);
+        if let (Some(Command::Serve(serve)), Some(("serve", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            serve.config.database_url_is_default = is_default(sub);
+        }
+        Ok(cli)
+    }
+
     /// The configuration this invocation runs with: `serve`'s own options when given as
     /// `authd serve …`, else the top-level ones (flags before the subcommand, or the environment).
     pub fn into_parts(self) -> (Config, Option<Command>) {
@@ -132,10 +157,37 @@ pub enum KeysCommand {
 }
 
 /// Runs one invocation, with the configuration from [`Cli::into_parts`]; no command serves.
-pub async fn run(config: Config, command: Option<Command>) -> anyhow::Result<()> {
+/// With the embedded database (see [`embedded::attach`]), the server keeps it for its
+/// lifetime and stops it after the last request; a command stops it when done, unless it used
+/// the server of an authd running on the same data directory.
+pub async fn run(mut config: Config, command: Option<Command>) -> anyhow::Result<()> {
+    let role = match command {
+        None | Some(Command::Serve(_)) => embedded::Role::Server,
+        Some(_) => embedded::Role::Command,
+    };
+    // The server takes SIGINT/SIGTERM from here on, so that one during start-up still stops
+    // the embedded database (commands keep the default: Ctrl-C at a prompt ends them).
+    let shutdown = (role == embedded::Role::Server).then(app::shutdown_signal);
+    let database = embedded::attach(&mut config, role).await?;
+    let result = match shutdown {
+        Some(shutdown) => serve(config, shutdown).await,
+        None => run_with_database(config, command).await,
+    };
+    match database {
+        Some(database) => {
+            let stopped = database.stop().await;
+            // The command's own error matters more than one from the stop.
+            result.and(stopped)
+        }
+        None => result,
+    }
+}
+
+/// Runs a command other than `serve`.
+async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::Result<()> {
     match command {
-        // `into_parts` already took `serve`'s own options as `config`.
-        None | Some(Command::Serve(_)) => serve(config).await,
+        // `run` serves itself; kept for completeness.
+        None | Some(Command::Serve(_)) => serve(config, app::shutdown_signal()).await,
         Some(Command::Migrate) => {
             app::prepare_database(&config).await?;
             println!("database is migrated");
@@ -243,9 +295,12 @@ pub async fn run(config: Config, command: Option<Command>) -> anyhow::Result<()>
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
-    app.run_until(app::shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
@@ -486,6 +541,36 @@ mod tests {
             .into_parts();
         assert_eq!(config.audience, "web");
         assert!(command.is_none());
+    }
+
+    #[test]
+    fn an_unset_database_url_is_told_apart_from_the_same_url_given() {
+        use crate::config::DEFAULT_DATABASE_URL;
+        // The test process may have DATABASE_URL set; the flag wins over it either way.
+        let given = |args: &[&str]| {
+            let (config, _) = Cli::try_parse_from_sources(args)
+                .expect("parses")
+                .into_parts();
+            (config.database_url, config.database_url_is_default)
+        };
+        let flag = ["authd", "--database-url", DEFAULT_DATABASE_URL];
+        assert_eq!(given(&flag), (DEFAULT_DATABASE_URL.to_string(), false));
+        let serve = ["authd", "serve", "--database-url", "embedded"];
+        assert_eq!(given(&serve), ("embedded".to_string(), false));
+        if std::env::var_os("DATABASE_URL").is_none() {
+            assert_eq!(given(&["authd"]), (DEFAULT_DATABASE_URL.to_string(), true));
+            assert_eq!(
+                given(&["authd", "serve"]),
+                (DEFAULT_DATABASE_URL.to_string(), true)
+            );
+            assert_eq!(
+                given(&["authd", "user", "list"]),
+                (DEFAULT_DATABASE_URL.to_string(), true)
+            );
+        }
+        // Plain clap parsing (tests, embedders) never counts as unset.
+        let (config, _) = Cli::try_parse_from(["authd"]).expect("parses").into_parts();
+        assert!(!config.database_url_is_default);
     }
 
     #[test]

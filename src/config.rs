@@ -5,18 +5,48 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum, builder::BoolishValueParser};
 
+/// DATABASE_URL when unset (and a server answers there; see `crate::embedded`).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/authd";
+/// The DATABASE_URL value that asks for the embedded database.
+pub const EMBEDDED_DATABASE_URL: &str = "embedded";
+
 #[derive(Args, Clone)]
 pub struct Config {
     /// Postgres URL; the database is created if missing and migrated at start. TLS: add
-    /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA).
+    /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA). `embedded`: a
+    /// private PostgreSQL run by authd (data in AUTHD_DATA_DIR). Unset: the default below if a
+    /// server answers there, else the embedded one.
     #[arg(
         long,
         env = "DATABASE_URL",
         value_name = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/authd",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// Whether DATABASE_URL was left unset (its value is then the default); set by
+    /// `Cli::try_parse_from_sources`, not an option.
+    #[arg(skip)]
+    pub database_url_is_default: bool,
+
+    /// Directory of the embedded PostgreSQL's data (kept across restarts; one authd at a time).
+    #[arg(
+        long,
+        env = "AUTHD_DATA_DIR",
+        value_name = "AUTHD_DATA_DIR",
+        default_value = "./authd-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Directory with PostgreSQL's `initdb` and `postgres` for the embedded database (unset:
+    /// `pg_config --bindir`, PATH, then the usual install locations).
+    #[arg(
+        long,
+        env = "AUTHD_POSTGRES_BINDIR",
+        value_name = "AUTHD_POSTGRES_BINDIR"
+    )]
+    pub postgres_bindir: Option<PathBuf>,
 
     /// Most connections this instance opens to Postgres.
     #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -308,6 +338,7 @@ impl Config {
         // Only Postgres: another scheme (mysql://…) must not quietly reach a Postgres server.
         // The URL itself is never echoed (it may hold a password).
         match url::Url::parse(&self.database_url) {
+            _ if self.database_url == EMBEDDED_DATABASE_URL => {}
             Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
             Ok(u) => {
                 return Err(format!(
@@ -354,6 +385,9 @@ impl fmt::Debug for Config {
         // DATABASE_URL may carry a password; never print it.
         f.debug_struct("Config")
             .field("database_url", &"[redacted]")
+            .field("database_url_is_default", &self.database_url_is_default)
+            .field("data_dir", &self.data_dir)
+            .field("postgres_bindir", &self.postgres_bindir)
             .field("db_max_connections", &self.db_max_connections)
             .field("bind", &self.bind)
             .field("issuer", &self.issuer.url)

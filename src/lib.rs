@@ -10,6 +10,7 @@
 //! - [`live`]: the NOTIFY-fed in-memory state (deny-list, user cache) and its trust rule;
 //! - [`tokens`]: access tokens (JWT, keys, JWKS), refresh tokens, the cookie;
 //! - [`db`]: all SQL;
+//! - [`embedded`]: the private PostgreSQL authd runs when no server is configured;
 //! - [`domain`], [`config`], [`error`], [`telemetry`]: types and plumbing every layer uses.
 // Panics are for tests: server code returns errors (a panic on input would be a 500 at best).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod embedded;
 pub mod error;
 pub mod factors;
 pub mod http;

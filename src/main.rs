@@ -6,7 +6,7 @@ use authd::{
     cli::{self, Cli},
     telemetry::LogTarget,
 };
-use clap::{Parser, error::ErrorKind};
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
     // Before clap reads the environment, and before logging exists (hence plain stderr).
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from_sources(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();

@@ -109,12 +109,20 @@ pub fn describe(err: &sqlx::Error) -> String {
     format!("TLS with the database server failed: {tls}{hint}")
 }
 
-/// `url` with its password removed, for messages (`postgres://user@host:port/db`).
+/// `url` with its password and query removed, for messages (`postgres://user@host:port/db`);
+/// a Unix-socket directory (`host=/path`) is kept, as it says where the server is.
 pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_password(None);
+            let socket_dir = u
+                .query_pairs()
+                .find(|(k, v)| k == "host" && v.starts_with('/'))
+                .map(|(_, v)| v.into_owned());
             u.set_query(None);
+            if let Some(dir) = socket_dir {
+                u.query_pairs_mut().append_pair("host", &dir);
+            }
             u.to_string()
         }
         Err(_) => "DATABASE_URL".into(),
@@ -247,4 +255,21 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         })
         .connect_with(connect_options(url)?)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_drops_the_password_and_query_but_keeps_a_socket_directory() {
+        assert_eq!(
+            redacted("postgres://app:hunter2@db.test:5432/authd?sslmode=require"),
+            "postgres://app@db.test:5432/authd"
+        );
+        assert_eq!(
+            redacted("postgres://postgres@localhost/authd?host=%2Fsrv%2Frun&password=x"),
+            "postgres://postgres@localhost/authd?host=%2Fsrv%2Frun"
+        );
+    }
 }

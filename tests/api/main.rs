@@ -16,6 +16,7 @@ mod cookies;
 mod credentials;
 mod deletion;
 mod email;
+mod embedded;
 mod errors;
 mod faults;
 mod feed;

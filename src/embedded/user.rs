@@ -1,0 +1,181 @@
+//! Which account the embedded PostgreSQL runs as. PostgreSQL refuses to run as root, so a
+//! root authd (containers, CI) hands initdb and postgres to an unprivileged account.
+
+use std::{
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+};
+
+/// A Unix account: user and primary group ids, and a name for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The account to run PostgreSQL as when authd runs as root, for the data directory
+/// `data_dir` (which exists):
+/// 1. the data directory's owner, when that is not root: whoever made the directory keeps
+///    owning its files, and a later authd started by that user without root finds a cluster
+///    it may run; it is also what an earlier root authd chose (it hands the directory to the
+///    account it picks), so the choice is stable across restarts;
+/// 2. else the `postgres` system account, which distribution packages create for exactly this
+///    (no login, owns nothing else of authd's);
+/// 3. else `nobody`, the account that exists everywhere (other daemons may share it, so it is
+///    the last resort).
+///
+/// `passwd` is the text of `/etc/passwd` (system accounts live there, not in a directory
+/// service). Errors: none of the three exists.
+pub fn choose_for_root(data_dir_owner: (u32, u32), passwd: &str) -> Result<Account, String> {
+    let (uid, gid) = data_dir_owner;
+    if uid != 0 {
+        let name = passwd_entries(passwd)
+            .find(|a| a.uid == uid)
+            .map_or_else(|| format!("uid {uid}"), |a| a.name);
+        return Ok(Account { name, uid, gid });
+    }
+    for wanted in ["postgres", "nobody"] {
+        if let Some(account) = passwd_entries(passwd).find(|a| a.name == wanted && a.uid != 0) {
+            return Ok(account);
+        }
+    }
+    Err(
+        "running as root, and there is no unprivileged account to run PostgreSQL as (no \
+         `postgres` or `nobody` in /etc/passwd); run authd as another user"
+            .into(),
+    )
+}
+
+/// The account for `data_dir` when this process runs as root (see [`choose_for_root`]), or
+/// `None` when it does not (PostgreSQL then runs as this process's user).
+pub fn for_data_dir(data_dir: &Path) -> Result<Option<Account>, String> {
+    if effective_uid() != 0 {
+        return Ok(None);
+    }
+    let meta = std::fs::metadata(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    choose_for_root((meta.uid(), meta.gid()), &passwd).map(Some)
+}
+
+fn passwd_entries(passwd: &str) -> impl Iterator<Item = Account> + '_ {
+    passwd.lines().filter_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?.to_string();
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some(Account { name, uid, gid })
+    })
+}
+
+/// The first ancestor of `dir` (absolute), or `dir` itself, that `account` may not enter
+/// (no search permission for its uid or primary group: the process PostgreSQL runs in has no
+/// supplementary groups, see `CommandExt::uid`). `None` when every one may be entered.
+pub fn first_unreachable(dir: &Path, account: &Account) -> Option<std::path::PathBuf> {
+    dir.ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|p| {
+            std::fs::metadata(p)
+                .is_ok_and(|m| !may_search(m.uid(), m.gid(), m.permissions().mode(), account))
+        })
+        .map(Path::to_path_buf)
+}
+
+/// Whether `account` has search (x) permission on a directory with this owner and mode.
+fn may_search(owner: u32, group: u32, mode: u32, account: &Account) -> bool {
+    if account.uid == owner {
+        mode & 0o100 != 0
+    } else if account.gid == group {
+        mode & 0o010 != 0
+    } else {
+        mode & 0o001 != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+                          daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+                          nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+                          postgres:x:101:104:PostgreSQL administrator:/var/lib/postgresql:/bin/bash\n\
+                          dev:x:1000:1000::/home/dev:/bin/bash\n";
+
+    fn account(name: &str, uid: u32, gid: u32) -> Account {
+        Account {
+            name: name.into(),
+            uid,
+            gid,
+        }
+    }
+
+    #[test]
+    fn a_non_root_owner_of_the_data_dir_first_then_postgres_then_nobody() {
+        assert_eq!(
+            choose_for_root((1000, 1000), PASSWD),
+            Ok(account("dev", 1000, 1000))
+        );
+        // An owner without a passwd entry still works (its primary group is the directory's).
+        assert_eq!(
+            choose_for_root((4242, 77), PASSWD),
+            Ok(account("uid 4242", 4242, 77))
+        );
+        assert_eq!(
+            choose_for_root((0, 0), PASSWD),
+            Ok(account("postgres", 101, 104))
+        );
+        let without_postgres: String = PASSWD
+            .lines()
+            .filter(|l| !l.starts_with("postgres"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            choose_for_root((0, 0), &without_postgres),
+            Ok(account("nobody", 65534, 65534))
+        );
+        let err = choose_for_root((0, 0), "root:x:0:0::/root:/bin/sh\n").unwrap_err();
+        assert!(err.contains("no unprivileged account"), "{err}");
+    }
+
+    #[test]
+    fn search_permission_follows_owner_group_other() {
+        let pg = account("postgres", 101, 104);
+        assert!(may_search(101, 0, 0o700, &pg));
+        assert!(!may_search(0, 0, 0o700, &pg), "/root is 0700");
+        assert!(may_search(0, 104, 0o750, &pg));
+        assert!(
+            !may_search(0, 104, 0o705, &pg),
+            "group bits apply to the group"
+        );
+        assert!(may_search(0, 0, 0o711, &pg));
+        assert!(may_search(0, 0, 0o755, &pg));
+    }
+
+    #[test]
+    fn finds_the_ancestor_that_blocks_the_way() {
+        let base = std::env::temp_dir().join(format!("authd-reach-{}", uuid::Uuid::new_v4()));
+        let inner = base.join("private/data");
+        std::fs::create_dir_all(&inner).unwrap();
+        let private = base.join("private");
+        // Only the owner may enter `private`; an account that is neither owner nor in its group
+        // (uid/gid chosen to match nothing on the machine) is stopped there.
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let stranger = account("stranger", 4_000_000, 4_000_000);
+        let blocked = first_unreachable(&inner, &stranger);
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = first_unreachable(&inner, &stranger);
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(blocked, Some(private));
+        assert_eq!(open, None);
+    }
+}
