@@ -82,7 +82,8 @@ struct Metadata {
     jwks_uri: String,
     /// authd issues no OAuth authorization responses: empty.
     response_types_supported: Vec<String>,
-    /// `alg` of access tokens (RFC 9068) and security event tokens (RFC 8417).
+    /// `alg` of access tokens (RFC 9068) and security event tokens (RFC 8417): those of the
+    /// keys in the JWKS (EdDSA, ES256 or RS256), the signing key's first.
     access_token_signing_alg_values_supported: Vec<String>,
     /// RFC 7662 introspection, when AUTHD_INTROSPECTION_SECRET is set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +99,13 @@ struct Metadata {
 fn metadata(state: &AppState) -> Response {
     let config = &state.config;
     let base = config.issuer.url.trim_end_matches('/');
-    let alg = vec!["EdDSA".to_string()];
+    let alg = state
+        .jwt
+        .keys()
+        .algs()
+        .iter()
+        .map(|a| a.as_str().to_string())
+        .collect();
     let doc = Metadata {
         issuer: config.issuer.url.clone(),
         jwks_uri: format!("{base}/.well-known/jwks.json"),
