@@ -24,16 +24,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// minutes even without refetching on an unknown `kid`; a rotated key signs only after it.
 const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 
-/// An Ed25519 public key (RFC 8037).
+/// A public signing key (RFC 7517): `OKP`/`Ed25519` (RFC 8037) with `x`, `EC`/`P-256` with `x`
+/// and `y`, or `RSA` with `n` and `e` (RFC 7518 §6); `alg` is `EdDSA`, `ES256` or `RS256`.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 struct Jwk {
     #[schema(example = "OKP")]
     kty: String,
+    /// OKP and EC keys.
     #[schema(example = "Ed25519")]
-    crv: String,
-    /// The public key, base64url.
-    x: String,
+    crv: Option<String>,
+    /// OKP: the public key; EC: the x coordinate (base64url).
+    x: Option<String>,
+    /// EC: the y coordinate (base64url).
+    y: Option<String>,
+    /// RSA: the modulus (base64url).
+    n: Option<String>,
+    /// RSA: the public exponent (base64url).
+    e: Option<String>,
     /// Matches the `kid` header of the tokens it signed.
     kid: String,
     #[schema(example = "EdDSA")]

@@ -603,7 +603,10 @@ mod tests {
             assert_eq!(header.alg, alg.algorithm());
             assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
             let (set, _) = jwt.sign_set(json!({"events": {}})).unwrap();
-            assert_eq!(jsonwebtoken::decode_header(&set).unwrap().alg, alg.algorithm());
+            assert_eq!(
+                jsonwebtoken::decode_header(&set).unwrap().alg,
+                alg.algorithm()
+            );
             tokens.push((alg, token));
         }
         assert_eq!(

@@ -251,37 +251,42 @@ impl KeyMaterial {
     /// A key from a PKCS#8 document of an Ed25519, P-256 or RSA (at least 2048 bits) private
     /// key; the algorithm follows the key type and the kid is its RFC 7638 thumbprint.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
-        let (alg, private_der, public_key) =
-            if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
-                // Normalized to v2: jsonwebtoken's signer wants the public key inside.
-                let v2 = pair.to_pkcs8().map_err(|e| e.to_string())?;
-                (
-                    SigningAlg::EdDSA,
-                    v2.as_ref().to_vec(),
-                    pair.public_key().as_ref().to_vec(),
-                )
-            } else if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            {
-                (
-                    SigningAlg::ES256,
-                    der.to_vec(),
-                    pair.public_key().as_ref().to_vec(),
-                )
-            } else if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
-                if pair.public_modulus_len() < MIN_RSA_MODULUS_BYTES {
-                    return Err(format!(
-                        "an RSA key of {} bits; at least 2048 are needed",
-                        pair.public_modulus_len() * 8
-                    ));
-                }
-                (
-                    SigningAlg::RS256,
-                    der.to_vec(),
-                    pair.public_key().as_ref().to_vec(),
-                )
-            } else {
-                return Err("not a PKCS#8 Ed25519, P-256 or RSA private key".into());
-            };
+        let (alg, private_der, public_key) = if let Ok(pair) =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+        {
+            // Normalized to v2: jsonwebtoken's signer wants the public key inside.
+            let v2 = pair.to_pkcs8().map_err(|e| e.to_string())?;
+            (
+                SigningAlg::EdDSA,
+                v2.as_ref().to_vec(),
+                pair.public_key().as_ref().to_vec(),
+            )
+        } else if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+            (
+                SigningAlg::ES256,
+                der.to_vec(),
+                pair.public_key().as_ref().to_vec(),
+            )
+        } else if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
+            if pair.public_modulus_len() < MIN_RSA_MODULUS_BYTES {
+                return Err(format!(
+                    "an RSA key of {} bits; at least 2048 are needed",
+                    pair.public_modulus_len() * 8
+                ));
+            }
+            (
+                SigningAlg::RS256,
+                der.to_vec(),
+                pair.public_key().as_ref().to_vec(),
+            )
+        } else if let Some(bits) = rsa_modulus_bits(der) {
+            // aws-lc-rs refuses RSA keys below 2048 bits without saying why.
+            return Err(format!(
+                "an RSA key of {bits} bits; at least 2048 are needed"
+            ));
+        } else {
+            return Err("not a PKCS#8 Ed25519, P-256 or RSA private key".into());
+        };
         let public = PublicKey::new(alg, public_key)?;
         Ok(Self {
             kid: public.kid,
@@ -336,6 +341,26 @@ fn pkcs8_private_key(der: &[u8]) -> Option<&[u8]> {
     let (algorithm, _, rest) = der_element(rest)?;
     let (key_tag, key, _) = der_element(rest)?;
     (version == 0x02 && algorithm == 0x30 && key_tag == 0x04).then_some(key)
+}
+
+/// The modulus size of a PKCS#8 `rsaEncryption` key, read from its DER without validating it
+/// (only to explain a refusal).
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    /// OID 1.2.840.113549.1.1.1 (rsaEncryption), DER-encoded with its tag and length.
+    const RSA_ENCRYPTION: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    let (_, outer, _) = der_element(der)?;
+    let (_, _, rest) = der_element(outer)?;
+    let (_, algorithm, _) = der_element(rest)?;
+    if !algorithm.starts_with(RSA_ENCRYPTION) {
+        return None;
+    }
+    let (_, rsa_key, _) = der_element(pkcs8_private_key(der)?)?;
+    let (_, _, rest) = der_element(rsa_key)?; // version
+    let (tag, modulus, _) = der_element(rest)?;
+    let significant = modulus.iter().skip_while(|&&b| b == 0).count();
+    (tag == 0x02).then_some(significant * 8)
 }
 
 /// Splits one DER element off `input`: (tag, contents, rest). Single-byte tags only, definite

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use authd::{app::Application, tokens::jwt::KeyMaterial};
+use authd::{
+    app::Application,
+    tokens::jwt::{KeyMaterial, SigningAlg},
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -155,7 +158,7 @@ async fn a_signing_key_file_signs_but_its_private_part_never_reaches_the_databas
         .fetch_one(&a.db)
         .await
         .unwrap();
-    let key = KeyMaterial::generate().unwrap();
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
     let file = KeyFile::new(&key);
     let b = spawn_on_same_db(&a, |c| c.signing_key_file = Some(file.0.clone())).await;
     drop(file); // read once at start: the process keeps it
@@ -194,7 +197,7 @@ async fn a_signing_key_file_signs_but_its_private_part_never_reaches_the_databas
 #[tokio::test]
 async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_given() {
     let a = spawn_app().await;
-    let key = KeyMaterial::generate().unwrap();
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
     // What db::keys::install used to do with a file key.
     sqlx::query(
         "INSERT INTO signing_keys (kid, private_der, public_key, activates_at)
@@ -221,7 +224,7 @@ async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_give
 
 #[tokio::test]
 async fn without_the_key_file_an_instance_refuses_to_start_while_that_key_signs() {
-    let key = KeyMaterial::generate().unwrap();
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
     let file = KeyFile::new(&key);
     let a = spawn_app_with(|c| c.signing_key_file = Some(file.0.clone())).await;
 

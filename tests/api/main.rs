@@ -7,6 +7,7 @@ mod introspect;
 mod keys;
 
 mod admin;
+mod algs;
 mod audit;
 mod browser_safety;
 mod cleanup;
