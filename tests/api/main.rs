@@ -33,3 +33,4 @@ mod sessions;
 mod smtp;
 mod tokens;
 mod verifier;
+mod verify_examples;
