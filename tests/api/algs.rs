@@ -6,7 +6,7 @@
 use std::{process::Stdio, time::Duration};
 
 use authd::{app::Application, config::SigningAlg, tokens::keypair::KeyMaterial};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, jwk::Jwk};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -185,20 +185,9 @@ async fn a_token_whose_header_names_another_alg_than_its_key_is_rejected() {
     let app = spawn_app_with(|c| c.signing_alg = SigningAlg::RS256).await;
     let t = app.signup_and_login("ann@example.test").await;
     let kid = jsonwebtoken::decode_header(&t.access).unwrap().kid.unwrap();
-    let private_der: Vec<u8> =
-        sqlx::query_scalar("SELECT private_der FROM signing_keys WHERE kid = $1")
-            .bind(&kid)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let key = KeyMaterial::from_pkcs8(&private_der).unwrap();
+    let key = signing_key_of(&app, &t.access).await;
     let claims = verify_offline(&app, &t.access).await.1;
-    let sign = |alg: Algorithm, enc: &EncodingKey| {
-        let mut header = Header::new(alg);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, &claims, enc).unwrap()
-    };
+    let sign = |alg: Algorithm, enc: &EncodingKey| sign_as(alg, &kid, &claims, enc);
     let rsa = key.encoding_key().unwrap();
     // Control: the same claims signed RS256 by the same key verify.
     assert_eq!(app.me_status(&sign(Algorithm::RS256, &rsa)).await, 200);
@@ -227,27 +216,6 @@ async fn a_token_whose_header_names_another_alg_than_its_key_is_rejected() {
             (401, "invalid_token"),
             "{what}"
         );
-    }
-}
-
-/// A PEM file holding `der` (PKCS#8), removed when dropped.
-struct KeyFile(std::path::PathBuf);
-
-impl KeyFile {
-    fn new(der: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(format!("authd-alg-key-{}.pem", uuid::Uuid::new_v4()));
-        std::fs::write(
-            &path,
-            pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())),
-        )
-        .unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

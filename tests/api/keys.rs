@@ -13,7 +13,6 @@ use authd::{
     tokens::jwt::{KeyMaterial, SigningAlg},
 };
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::helpers::*;
 
@@ -77,27 +76,6 @@ fn signing_kid(app: &TestApp) -> Option<String> {
     app.state.jwt.keys().signing_kid().map(String::from)
 }
 
-/// A PEM file holding `key`, removed when dropped.
-struct KeyFile(std::path::PathBuf);
-
-impl KeyFile {
-    fn new(key: &KeyMaterial) -> Self {
-        let path = std::env::temp_dir().join(format!("authd-test-key-{}.pem", Uuid::new_v4()));
-        std::fs::write(
-            &path,
-            pem::encode(&pem::Pem::new("PRIVATE KEY", key.private_der.clone())),
-        )
-        .unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn rotate_now_reaches_every_instance_at_once_without_a_restart() {
     let a = spawn_app_with(|c| c.access_ttl = Duration::from_secs(2)).await;
@@ -159,7 +137,7 @@ async fn a_signing_key_file_signs_but_its_private_part_never_reaches_the_databas
         .await
         .unwrap();
     let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
-    let file = KeyFile::new(&key);
+    let file = KeyFile::new(&key.private_der);
     let b = spawn_on_same_db(&a, |c| c.signing_key_file = Some(file.0.clone())).await;
     drop(file); // read once at start: the process keeps it
 
@@ -209,7 +187,7 @@ async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_give
     .execute(&a.db)
     .await
     .unwrap();
-    let file = KeyFile::new(&key);
+    let file = KeyFile::new(&key.private_der);
     let b = spawn_on_same_db(&a, |c| c.signing_key_file = Some(file.0.clone())).await;
     let erased: bool =
         sqlx::query_scalar("SELECT private_der IS NULL FROM signing_keys WHERE kid = $1")
@@ -225,7 +203,7 @@ async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_give
 #[tokio::test]
 async fn without_the_key_file_an_instance_refuses_to_start_while_that_key_signs() {
     let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
-    let file = KeyFile::new(&key);
+    let file = KeyFile::new(&key.private_der);
     let a = spawn_app_with(|c| c.signing_key_file = Some(file.0.clone())).await;
 
     let refused = Application::build(test_config(&a.db_name)).await;

@@ -430,7 +430,7 @@ async fn a_key_rotation_is_followed_without_a_restart() {
 #[tokio::test]
 async fn es256_and_rs256_tokens_verify_and_revoke_and_alg_confusion_is_refused() {
     use authd::config::SigningAlg;
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use jsonwebtoken::{Algorithm, EncodingKey};
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
         let app = spawn_app_with(|c| {
             secrets(c);
@@ -457,13 +457,7 @@ async fn es256_and_rs256_tokens_verify_and_revoke_and_alg_confusion_is_refused()
             .unwrap()
             .kid
             .unwrap();
-        let private_der: Vec<u8> =
-            sqlx::query_scalar("SELECT private_der FROM signing_keys WHERE kid = $1")
-                .bind(&kid)
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
-        let key = KeyMaterial::from_pkcs8(&private_der).unwrap();
+        let key = signing_key_of(&app, &laptop.access).await;
         let claims: Value = serde_json::from_slice(
             &base64::Engine::decode(
                 &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -472,12 +466,7 @@ async fn es256_and_rs256_tokens_verify_and_revoke_and_alg_confusion_is_refused()
             .unwrap(),
         )
         .unwrap();
-        let sign = |a: Algorithm, enc: &EncodingKey| {
-            let mut header = Header::new(a);
-            header.typ = Some("at+jwt".into());
-            header.kid = Some(kid.clone());
-            jsonwebtoken::encode(&header, &claims, enc).unwrap()
-        };
+        let sign = |a: Algorithm, enc: &EncodingKey| sign_as(a, &kid, &claims, enc);
         let real = key.encoding_key().unwrap();
         assert!(
             verifier.verify(&sign(alg.algorithm(), &real)).await.is_ok(),
