@@ -338,4 +338,16 @@ async fn a_changed_signing_alg_warns_to_rotate_and_takes_effect_through_rotation
         (listed[0].1.as_str(), listed[0].2.as_str()),
         ("ES256", "signing")
     );
+    // The replacement `keys revoke` makes for a signing key is of the configured alg too.
+    let out = cli_with_alg(
+        &app,
+        SigningAlg::RS256,
+        &["keys", "revoke", "--kid", &listed[0].0],
+    );
+    assert!(out.contains("new signing key"), "{out}");
+    let listed = keys_list(&app);
+    assert_eq!(
+        (listed[0].1.as_str(), listed[0].2.as_str()),
+        ("RS256", "signing")
+    );
 }
