@@ -13,7 +13,7 @@ use crate::{
     embedded,
     error::ApiError,
     session::{self, Actor, Offline, account::UserChange, revoke::Target},
-    tokens::jwt::KeyMaterial,
+    tokens::keypair::{KeyMaterial, SigningAlg},
 };
 
 #[derive(Parser, Debug)]
@@ -134,7 +134,8 @@ pub enum SessionsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Generate a new signing key. It is published in the JWKS at once and signs once cached
+    /// Generate a new signing key of the algorithm AUTHD_SIGNING_ALG names (this is how a
+    /// change of it takes effect). It is published in the JWKS at once and signs once cached
     /// copies of the JWKS have expired (about 5 minutes later); older keys stay published until
     /// their tokens expire.
     Rotate {
@@ -145,7 +146,7 @@ pub enum KeysCommand {
     },
     /// Revoke a key at once: every instance drops it from the JWKS and rejects its tokens
     /// (`invalid_token`; clients recover with a refresh). A revoked signing key is first
-    /// replaced by a new key, which signs at once.
+    /// replaced by a new key (of AUTHD_SIGNING_ALG), which signs at once.
     Revoke {
         /// The key's id (`kid`), as `keys list` shows it.
         #[arg(long, allow_hyphen_values = true)]
@@ -290,7 +291,7 @@ async fn run_with_database(config: Config, command: Option<Command>) -> anyhow::
         }
         Some(Command::Keys(command)) => {
             let pool = app::prepare_database(&config).await?;
-            keys_command(&pool, command).await
+            keys_command(&pool, command, config.signing_alg).await
         }
     }
 }
@@ -303,7 +304,12 @@ async fn serve(
     app.run_until(shutdown).await
 }
 
-async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Result<()> {
+/// `alg`: AUTHD_SIGNING_ALG, the algorithm of the keys `rotate` and `revoke` generate.
+async fn keys_command(
+    pool: &sqlx::PgPool,
+    command: KeysCommand,
+    alg: SigningAlg,
+) -> anyhow::Result<()> {
     use db::keys::{KeyRevocation, KeyState};
     match command {
         KeysCommand::Rotate { now } => {
@@ -311,7 +317,7 @@ async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Resu
                 .await?
                 .iter()
                 .any(|k| k.state == KeyState::Signing && k.file_only);
-            let key = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
+            let key = KeyMaterial::generate(alg).map_err(anyhow::Error::msg)?;
             let delay = if now {
                 std::time::Duration::ZERO
             } else {
@@ -320,14 +326,15 @@ async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Resu
             let activates_at = db::keys::rotate(pool, &key, delay).await?;
             if now {
                 println!(
-                    "new signing key {} signs now; older keys stay published until their tokens \
-                     expire",
-                    key.kid
+                    "new {} signing key {} signs now; older keys stay published until their \
+                     tokens expire",
+                    key.alg, key.kid
                 );
             } else {
                 println!(
-                    "new signing key {}: published now, signs from {} (once cached copies of the \
-                     JWKS have expired); older keys stay published until their tokens expire",
+                    "new {} signing key {}: published now, signs from {} (once cached copies of \
+                     the JWKS have expired); older keys stay published until their tokens expire",
+                    key.alg,
                     key.kid,
                     rfc3339(activates_at)
                 );
@@ -341,7 +348,7 @@ async fn keys_command(pool: &sqlx::PgPool, command: KeysCommand) -> anyhow::Resu
             Ok(())
         }
         KeysCommand::Revoke { kid } => {
-            let replacement = KeyMaterial::generate().map_err(anyhow::Error::msg)?;
+            let replacement = KeyMaterial::generate(alg).map_err(anyhow::Error::msg)?;
             match db::keys::revoke(pool, &kid, &replacement).await? {
                 KeyRevocation::NotFound => bail!("no key with kid {kid} (see `authd keys list`)"),
                 KeyRevocation::AlreadyRevoked => println!("key {kid} was already revoked"),

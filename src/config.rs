@@ -151,8 +151,20 @@ pub struct Config {
     )]
     pub log_format: Option<LogFormat>,
 
-    /// PEM (PKCS#8) Ed25519 private key to sign with; unset: a key generated on first start
-    /// and kept in the database.
+    /// Algorithm of the signing keys authd generates: EdDSA (Ed25519), ES256 (P-256) or RS256
+    /// (RSA 2048). A change takes effect through key rotation (`authd keys rotate`).
+    #[arg(
+        long,
+        env = "AUTHD_SIGNING_ALG",
+        value_name = "AUTHD_SIGNING_ALG",
+        default_value = "EdDSA",
+        ignore_case = true
+    )]
+    pub signing_alg: SigningAlg,
+
+    /// PEM (PKCS#8) private key to sign with: Ed25519, P-256 or RSA (at least 2048 bits), of
+    /// the type AUTHD_SIGNING_ALG names; unset: a key generated on first start and kept in the
+    /// database.
     #[arg(
         long,
         env = "AUTHD_SIGNING_KEY_FILE",
@@ -275,6 +287,22 @@ pub enum SameSite {
     Lax,
     None,
 }
+
+/// A JOSE signature algorithm authd signs access tokens and security event tokens with. Its
+/// spelling (`EdDSA`, `ES256`, `RS256`) is the JWS `alg` header value (RFC 7518 §3.1).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SigningAlg {
+    /// Ed25519 (RFC 8037): the default; small keys and signatures, the fastest to sign.
+    #[value(name = "EdDSA")]
+    EdDSA,
+    /// ECDSA on P-256 with SHA-256 (RFC 7518 §3.4).
+    #[value(name = "ES256")]
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3), keys of at least 2048 bits.
+    #[value(name = "RS256")]
+    RS256,
+}
+// Its JOSE names and key handling: `tokens::keypair`.
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {

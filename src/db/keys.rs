@@ -12,14 +12,14 @@ use rand::RngExt;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 
-use crate::tokens::jwt::{KeyMaterial, PublicKey};
+use crate::tokens::keypair::{KeyMaterial, PublicKey, SigningAlg};
 
 /// Every key that signed, signs or will sign, in activation order, with the moment the next one
 /// took (or takes) over (`retires_at`, NULL for the last). A key revoked before it activated
 /// never signed, so it does not retire the key before it.
 macro_rules! timeline {
     () => {
-        "(SELECT kid, created_at, activates_at, revoked_at, public_key, private_der,
+        "(SELECT kid, alg, created_at, activates_at, revoked_at, public_key, private_der,
                  lead(activates_at) OVER (ORDER BY activates_at, created_at, kid) AS retires_at
           FROM signing_keys
           WHERE revoked_at IS NULL OR revoked_at >= activates_at)"
@@ -30,7 +30,8 @@ macro_rules! timeline {
 #[derive(Clone)]
 pub struct StoredKey {
     pub kid: String,
-    /// Raw 32-byte Ed25519 public key.
+    pub alg: SigningAlg,
+    /// The public key, encoded as [`PublicKey::public_key`] says.
     pub public_key: Vec<u8>,
     /// PKCS#8 document; `None` for a key whose private part lives only in AUTHD_SIGNING_KEY_FILE.
     pub private_der: Option<Vec<u8>>,
@@ -52,6 +53,7 @@ impl StoredKey {
     pub fn material(&self) -> Option<KeyMaterial> {
         self.private_der.as_ref().map(|der| KeyMaterial {
             kid: self.kid.clone(),
+            alg: self.alg,
             private_der: der.clone(),
             public_key: self.public_key.clone(),
         })
@@ -60,6 +62,7 @@ impl StoredKey {
     pub fn public(&self) -> PublicKey {
         PublicKey {
             kid: self.kid.clone(),
+            alg: self.alg,
             public_key: self.public_key.clone(),
         }
     }
@@ -81,6 +84,7 @@ pub struct ActiveKeys {
 #[derive(sqlx::FromRow)]
 struct ActiveRow {
     kid: String,
+    alg: String,
     public_key: Vec<u8>,
     private_der: Option<Vec<u8>>,
     activated: bool,
@@ -95,7 +99,7 @@ pub async fn load_active(
     token_lifetime: Duration,
 ) -> Result<ActiveKeys, sqlx::Error> {
     let rows: Vec<ActiveRow> = sqlx::query_as(concat!(
-        "SELECT kid, public_key, private_der,
+        "SELECT kid, alg, public_key, private_der,
                 activates_at <= now() AS activated,
                 activates_at <= now() AND (retires_at IS NULL OR retires_at > now()) AS signing,
                 extract(epoch FROM CASE
@@ -121,6 +125,7 @@ pub async fn load_active(
             next_change = Some(next_change.map_or(d, |n| n.min(d)));
         }
         let key = StoredKey {
+            alg: stored_alg(&row.alg)?,
             kid: row.kid,
             public_key: row.public_key,
             private_der: row.private_der,
@@ -138,16 +143,32 @@ pub async fn load_active(
     })
 }
 
-async fn signing_kid(db: impl PgExecutor<'_>) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(concat!(
-        "SELECT kid FROM ",
+/// A stored `alg` column. Errors: a value this version does not know (written by a newer one).
+fn stored_alg(alg: &str) -> Result<SigningAlg, sqlx::Error> {
+    SigningAlg::from_jose(alg).ok_or_else(|| {
+        sqlx::Error::Decode(format!("signing_keys.alg: unknown algorithm {alg:?}").into())
+    })
+}
+
+/// The kid and algorithm of the key signing now.
+pub async fn signing_key_alg(
+    db: impl PgExecutor<'_>,
+) -> Result<Option<(String, SigningAlg)>, sqlx::Error> {
+    let row: Option<(String, String)> = sqlx::query_as(concat!(
+        "SELECT kid, alg FROM ",
         timeline!(),
         " timeline
          WHERE revoked_at IS NULL AND activates_at <= now()
            AND (retires_at IS NULL OR retires_at > now())"
     ))
     .fetch_optional(db)
-    .await
+    .await?;
+    row.map(|(kid, alg)| Ok((kid, stored_alg(&alg)?)))
+        .transpose()
+}
+
+async fn signing_kid(db: impl PgExecutor<'_>) -> Result<Option<String>, sqlx::Error> {
+    Ok(signing_key_alg(db).await?.map(|(kid, _)| kid))
 }
 
 /// What [`install_file_key`] did.
@@ -185,11 +206,12 @@ pub async fn install_file_key(db: &PgPool, key: &PublicKey) -> Result<FileKeyIns
         FileKeyInstall::AlreadySigning
     } else {
         sqlx::query(
-            "INSERT INTO signing_keys (kid, private_der, public_key, activates_at)
-             VALUES ($1, NULL, $2, now())
+            "INSERT INTO signing_keys (kid, alg, private_der, public_key, activates_at)
+             VALUES ($1, $2, NULL, $3, now())
              ON CONFLICT (kid) DO UPDATE SET private_der = NULL, activates_at = now()",
         )
         .bind(&key.kid)
+        .bind(key.alg.as_str())
         .bind(&key.public_key)
         .execute(&mut *tx)
         .await?;
@@ -199,15 +221,15 @@ pub async fn install_file_key(db: &PgPool, key: &PublicKey) -> Result<FileKeyIns
     Ok(outcome)
 }
 
-/// Generates and installs a key unless one signs already (first start). Safe when several
-/// instances start at once: only one generates.
-pub async fn ensure_signing_key(db: &PgPool) -> Result<(), sqlx::Error> {
+/// Generates and installs a key of `alg` unless one signs already (first start). Safe when
+/// several instances start at once: only one generates.
+pub async fn ensure_signing_key(db: &PgPool, alg: SigningAlg) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     lock_keys(&mut *tx).await?;
     if signing_kid(&mut *tx).await?.is_none() {
-        let key = KeyMaterial::generate().map_err(sqlx::Error::Protocol)?;
+        let key = KeyMaterial::generate(alg).map_err(sqlx::Error::Protocol)?;
         insert(&mut *tx, &key, Duration::ZERO).await?;
-        tracing::info!(kid = %key.kid, "generated a new Ed25519 signing key");
+        tracing::info!(kid = %key.kid, %alg, "generated a new signing key");
     }
     tx.commit().await
 }
@@ -232,11 +254,12 @@ async fn insert(
     delay: Duration,
 ) -> Result<OffsetDateTime, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO signing_keys (kid, private_der, public_key, activates_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+        "INSERT INTO signing_keys (kid, alg, private_der, public_key, activates_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
          RETURNING activates_at",
     )
     .bind(&key.kid)
+    .bind(key.alg.as_str())
     .bind(&key.private_der)
     .bind(&key.public_key)
     .bind(delay.as_secs_f64())

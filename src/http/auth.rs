@@ -109,7 +109,7 @@ async fn register(
 /// The body of every response that carries a new access token.
 #[derive(Serialize, ToSchema)]
 pub struct TokenBody {
-    /// EdDSA JWT (`typ: at+jwt`) to send as `Authorization: Bearer`.
+    /// JWT (`typ: at+jwt`, AUTHD_SIGNING_ALG) to send as `Authorization: Bearer`.
     access_token: String,
     /// Always `Bearer`.
     #[schema(value_type = String, example = "Bearer")]

@@ -46,7 +46,7 @@ pub const RESOURCE_BEARER: &str = "resource_bearer";
 #[openapi(
     info(
         title = "authd",
-        description = "Authentication for single-page apps: short-lived EdDSA access tokens in JSON bodies, \
+        description = "Authentication for single-page apps: short-lived signed access tokens (EdDSA, ES256 or RS256) in JSON bodies, \
                        rotating refresh tokens in an HttpOnly cookie, instant revocation.",
         license(name = "MIT OR Apache-2.0")
     ),
@@ -74,7 +74,7 @@ impl Modify for Security {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "An access token from login or refresh (EdDSA JWT, `typ: at+jwt`).",
+                        "An access token from login or refresh (JWT signed with EdDSA, ES256 or RS256, `typ: at+jwt`).",
                     ))
                     .build(),
             ),

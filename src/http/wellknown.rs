@@ -24,16 +24,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// minutes even without refetching on an unknown `kid`; a rotated key signs only after it.
 const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
 
-/// An Ed25519 public key (RFC 8037).
+/// A public signing key (RFC 7517): `OKP`/`Ed25519` (RFC 8037) with `x`, `EC`/`P-256` with `x`
+/// and `y`, or `RSA` with `n` and `e` (RFC 7518 §6); `alg` is `EdDSA`, `ES256` or `RS256`.
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 struct Jwk {
     #[schema(example = "OKP")]
     kty: String,
+    /// OKP and EC keys.
     #[schema(example = "Ed25519")]
-    crv: String,
-    /// The public key, base64url.
-    x: String,
+    crv: Option<String>,
+    /// OKP: the public key; EC: the x coordinate (base64url).
+    x: Option<String>,
+    /// EC: the y coordinate (base64url).
+    y: Option<String>,
+    /// RSA: the modulus (base64url).
+    n: Option<String>,
+    /// RSA: the public exponent (base64url).
+    e: Option<String>,
     /// Matches the `kid` header of the tokens it signed.
     kid: String,
     #[schema(example = "EdDSA")]
@@ -82,7 +90,8 @@ struct Metadata {
     jwks_uri: String,
     /// authd issues no OAuth authorization responses: empty.
     response_types_supported: Vec<String>,
-    /// `alg` of access tokens (RFC 9068) and security event tokens (RFC 8417).
+    /// `alg` of access tokens (RFC 9068) and security event tokens (RFC 8417): those of the
+    /// keys in the JWKS (EdDSA, ES256 or RS256), the signing key's first.
     access_token_signing_alg_values_supported: Vec<String>,
     /// RFC 7662 introspection, when AUTHD_INTROSPECTION_SECRET is set.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +107,13 @@ struct Metadata {
 fn metadata(state: &AppState) -> Response {
     let config = &state.config;
     let base = config.issuer.url.trim_end_matches('/');
-    let alg = vec!["EdDSA".to_string()];
+    let alg = state
+        .jwt
+        .keys()
+        .algs()
+        .iter()
+        .map(|a| a.as_str().to_string())
+        .collect();
     let doc = Metadata {
         issuer: config.issuer.url.clone(),
         jwks_uri: format!("{base}/.well-known/jwks.json"),

@@ -1,6 +1,7 @@
-//! Access tokens: EdDSA JWTs in the RFC 9068 profile. Signing, verification and the JWKS.
+//! Access tokens: JWTs in the RFC 9068 profile, signed with EdDSA, ES256 or RS256
+//! (AUTHD_SIGNING_ALG). Signing, verification and the JWKS.
 //!
-//! Verification pins the algorithm to EdDSA, requires `typ: at+jwt`, a known `kid`, rejects any
+//! Verification pins the algorithm to the one of the key the `kid` names, requires `typ: at+jwt`, a known `kid`, rejects any
 //! `crit`, checks `iss`, `aud`, `exp` and (when present) `nbf` with a small leeway, bounds the
 //! lifetime (`iat` required, not in the future, `exp - iat` at most AUTHD_ACCESS_TTL), and takes
 //! keys only from authd's own key set (`jku`, `jwk`, `x5u` headers are never looked at).
@@ -12,15 +13,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aws_lc_rs::{
-    rand::SystemRandom,
-    signature::{Ed25519KeyPair, KeyPair},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use super::keypair::{KeyMaterial, PublicKey, SigningAlg};
 use crate::error::ApiError;
 
 /// Clock skew tolerated on `exp`/`nbf`. API.md allows at most 30 s; instances sharing a database
@@ -45,122 +43,29 @@ pub struct AccessClaims {
     pub roles: Vec<String>,
 }
 
-/// A published Ed25519 key: what verifies its tokens and goes into the JWKS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    /// RFC 7638 JWK thumbprint of the key.
-    pub kid: String,
-    /// Raw 32-byte public key.
-    pub public_key: Vec<u8>,
-}
-
-/// One Ed25519 key pair (a generated key, or one from AUTHD_SIGNING_KEY_FILE).
-#[derive(Clone)]
-pub struct KeyMaterial {
-    pub kid: String,
-    /// PKCS#8 document (v1 or v2).
-    pub private_der: Vec<u8>,
-    /// Raw 32-byte public key.
-    pub public_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KeyMaterial {
-    /// A fresh key from the system CSPRNG.
-    pub fn generate() -> Result<Self, String> {
-        let doc =
-            Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| e.to_string())?;
-        Self::from_pkcs8(doc.as_ref())
-    }
-
-    /// A key from a PKCS#8 document; the kid is its RFC 7638 JWK thumbprint.
-    pub fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-            .map_err(|_| "not a PKCS#8 Ed25519 private key".to_string())?;
-        let public_key = pair.public_key().as_ref().to_vec();
-        // Normalize to v2 so jsonwebtoken's signer (which wants the public key inside) accepts it.
-        let private_der = pair
-            .to_pkcs8()
-            .map_err(|e| e.to_string())?
-            .as_ref()
-            .to_vec();
-        Ok(Self {
-            kid: thumbprint(&public_key),
-            private_der,
-            public_key,
-        })
-    }
-
-    /// Its public half.
-    pub fn public(&self) -> PublicKey {
-        PublicKey {
-            kid: self.kid.clone(),
-            public_key: self.public_key.clone(),
-        }
-    }
-
-    /// A key from a PEM file's contents (`-----BEGIN PRIVATE KEY-----`).
-    pub fn from_pem(pem_text: &str) -> Result<Self, String> {
-        let parsed = pem::parse(pem_text).map_err(|e| format!("not a PEM file: {e}"))?;
-        if parsed.tag() != "PRIVATE KEY" {
-            return Err(format!(
-                "expected a PRIVATE KEY (PKCS#8) block, found {}",
-                parsed.tag()
-            ));
-        }
-        Self::from_pkcs8(parsed.contents())
-    }
-}
-
-/// RFC 7638 thumbprint of an Ed25519 public key.
-fn thumbprint(public_key: &[u8]) -> String {
-    let canonical = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        B64.encode(public_key)
-    );
-    B64.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        canonical.as_bytes(),
-    ))
-}
-
 /// The keys one instance currently uses: one to sign with (if it holds one), all published ones
-/// to verify with, the JWKS document (serialized once), and the key only this process holds
-/// (AUTHD_SIGNING_KEY_FILE), kept across reloads.
+/// to verify with (each with its algorithm), the JWKS document (serialized once), and the key
+/// only this process holds (AUTHD_SIGNING_KEY_FILE), kept across reloads.
 pub struct KeySet {
     signer: Option<Signer>,
-    verifying: HashMap<String, DecodingKey>,
+    verifying: HashMap<String, (SigningAlg, DecodingKey)>,
     jwks: Arc<[u8]>,
+    /// The algorithms of the published keys, in JWKS order, each once.
+    algs: Vec<SigningAlg>,
     file_key: Option<KeyMaterial>,
 }
 
 struct Signer {
     kid: String,
+    alg: SigningAlg,
     key: EncodingKey,
-}
-
-#[derive(Serialize)]
-struct Jwk<'a> {
-    kty: &'static str,
-    crv: &'static str,
-    x: String,
-    kid: &'a str,
-    alg: &'static str,
-    #[serde(rename = "use")]
-    use_: &'static str,
 }
 
 impl KeySet {
     /// `signing` signs (`None`: this instance cannot sign, [`Jwt::sign`] fails); it and
     /// `published` are accepted and listed in the JWKS, `signing` first, then `published` in
-    /// the given order.
+    /// the given order. A stored key that does not parse as its algorithm's key is left out
+    /// (and logged).
     pub fn new(signing: Option<&KeyMaterial>, published: &[PublicKey]) -> Self {
         let mut keys: Vec<PublicKey> = signing.map(KeyMaterial::public).into_iter().collect();
         keys.extend(
@@ -169,29 +74,38 @@ impl KeySet {
                 .filter(|k| signing.is_none_or(|s| s.kid != k.kid))
                 .cloned(),
         );
-        let verifying = keys
-            .iter()
-            .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public_key)))
-            .collect();
-        let jwks: Vec<Jwk> = keys
-            .iter()
-            .map(|k| Jwk {
-                kty: "OKP",
-                crv: "Ed25519",
-                x: B64.encode(&k.public_key),
-                kid: &k.kid,
-                alg: "EdDSA",
-                use_: "sig",
-            })
-            .collect();
+        let mut verifying = HashMap::with_capacity(keys.len());
+        let mut jwks = Vec::with_capacity(keys.len());
+        let mut algs = Vec::new();
+        for k in &keys {
+            match k.decoding_key().and_then(|d| Ok((d, k.jwk()?))) {
+                Ok((decoding, jwk)) => {
+                    verifying.insert(k.kid.clone(), (k.alg, decoding));
+                    jwks.push(jwk);
+                    if !algs.contains(&k.alg) {
+                        algs.push(k.alg);
+                    }
+                }
+                Err(e) => tracing::error!(kid = %k.kid, alg = %k.alg, "unusable key left out: {e}"),
+            }
+        }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
-        Self {
-            signer: signing.map(|k| Signer {
+        let signer = signing.and_then(|k| match k.encoding_key() {
+            Ok(key) => Some(Signer {
                 kid: k.kid.clone(),
-                key: EncodingKey::from_ed_der(&k.private_der),
+                alg: k.alg,
+                key,
             }),
+            Err(e) => {
+                tracing::error!(kid = %k.kid, "unusable signing key: {e}");
+                None
+            }
+        });
+        Self {
+            signer,
             verifying,
             jwks: jwks.into(),
+            algs,
             file_key: None,
         }
     }
@@ -212,6 +126,16 @@ impl KeySet {
         self.signer.as_ref().map(|s| s.kid.as_str())
     }
 
+    /// The algorithm new tokens are signed with; `None` when this instance holds no signing key.
+    pub fn signing_alg(&self) -> Option<SigningAlg> {
+        self.signer.as_ref().map(|s| s.alg)
+    }
+
+    /// The algorithms of the published keys (JWKS order, each once).
+    pub fn algs(&self) -> &[SigningAlg] {
+        &self.algs
+    }
+
     /// Every kid that verifies (and is published).
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.verifying.keys().map(String::as_str)
@@ -222,9 +146,11 @@ impl KeySet {
 /// (key rotation) without a restart.
 pub struct Jwt {
     keys: RwLock<Arc<KeySet>>,
-    validation: Validation,
+    /// The checks for tokens of each algorithm, indexed by `SigningAlg as usize`: one
+    /// algorithm each, the one of the key that verifies.
+    validation: [Validation; 3],
     /// The same checks without `exp`/`nbf` (see [`Jwt::verify_ignoring_expiry`]).
-    validation_any_time: Validation,
+    validation_any_time: [Validation; 3],
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -234,21 +160,23 @@ impl Jwt {
     /// `ttl` is both the lifetime of the tokens this instance signs and the longest lifetime
     /// (`exp - iat`) it accepts.
     pub fn new(keys: KeySet, issuer: &str, audience: &str, ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.validate_exp = true;
-        // `iat` is required by `AccessClaims` (a missing or mistyped one fails deserialization).
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[issuer]);
-        validation.set_audience(&[audience]);
-        let mut validation_any_time = validation.clone();
-        validation_any_time.validate_exp = false;
-        validation_any_time.validate_nbf = false;
+        let validation = |alg: SigningAlg, any_time: bool| {
+            let mut v = Validation::new(alg.algorithm());
+            v.leeway = LEEWAY_SECS;
+            v.validate_nbf = !any_time;
+            v.validate_exp = !any_time;
+            // `iat` is required by `AccessClaims` (a missing or mistyped one fails
+            // deserialization).
+            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            v.set_issuer(&[issuer]);
+            v.set_audience(&[audience]);
+            v
+        };
+        let all = |any_time| SigningAlg::ALL.map(|alg| validation(alg, any_time));
         Self {
             keys: RwLock::new(Arc::new(keys)),
-            validation,
-            validation_any_time,
+            validation: all(false),
+            validation_any_time: all(true),
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             ttl,
@@ -303,7 +231,7 @@ impl Jwt {
             nbf: None,
             roles: roles.to_vec(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(signer.alg.algorithm());
         header.typ = Some("at+jwt".into());
         header.kid = Some(signer.kid.clone());
         let token =
@@ -326,7 +254,7 @@ impl Jwt {
         claims["aud"] = serde_json::json!(self.audience);
         claims["iat"] = serde_json::json!(unix_now());
         claims["jti"] = serde_json::json!(jti);
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(signer.alg.algorithm());
         header.typ = Some("secevent+jwt".into());
         header.kid = Some(signer.kid.clone());
         let token =
@@ -350,35 +278,45 @@ impl Jwt {
     /// its key was dropped after rotation) but whose unverified `exp` has passed is
     /// `token_expired`: a token that is merely old never looks forged (the client refreshes).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        self.check(token, &self.validation)
+        self.check(token, false)
     }
 
     /// Every check of [`Jwt::verify`] (pinned algorithm, `typ`, known `kid`, signature, `iss`,
     /// `aud`, no `crit`, the lifetime bound) except `exp` and `nbf`: for naming the session of
     /// an expired token (logout). Errors are `invalid_token`.
     pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, ApiError> {
-        self.check(token, &self.validation_any_time)
+        self.check(token, true)
     }
 
-    fn check(&self, token: &str, validation: &Validation) -> Result<AccessClaims, ApiError> {
+    fn check(&self, token: &str, any_time: bool) -> Result<AccessClaims, ApiError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::InvalidToken);
         }
         let header = KeyHeader::parse(token).ok_or(ApiError::InvalidToken)?;
-        if header.alg != "EdDSA" || header.crit.is_some() || !is_at_jwt(header.typ.as_deref()) {
+        if header.crit.is_some() || !is_at_jwt(header.typ.as_deref()) {
             return Err(ApiError::InvalidToken);
         }
         let keys = self.keys();
-        let Some(key) = header
+        let Some((alg, key)) = header
             .kid
             .as_deref()
             .and_then(|kid| keys.verifying.get(kid))
         else {
-            return Err(if validation.validate_exp && expired_unverified(token) {
+            return Err(if !any_time && expired_unverified(token) {
                 ApiError::TokenExpired
             } else {
                 ApiError::InvalidToken
             });
+        };
+        // The algorithm is the key's, never the token's choice (no `none`, no HS*, no
+        // confusion between key types); jsonwebtoken checks the header against it once more.
+        if header.alg != alg.as_str() {
+            return Err(ApiError::InvalidToken);
+        }
+        let validation = if any_time {
+            &self.validation_any_time[*alg as usize]
+        } else {
+            &self.validation[*alg as usize]
         };
         let claims = jsonwebtoken::decode::<AccessClaims>(token, key, validation)
             .map_err(|e| match e.kind() {
@@ -449,6 +387,7 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::Algorithm;
     use serde_json::{Value, json};
 
     use super::*;
@@ -456,7 +395,7 @@ mod tests {
     const TTL: i64 = 60;
 
     fn jwt() -> (Jwt, KeyMaterial) {
-        let key = KeyMaterial::generate().unwrap();
+        let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
         let set = KeySet::new(Some(&key), &[]);
         (
             Jwt::new(
@@ -471,10 +410,10 @@ mod tests {
 
     /// A token with `claims` signed by `key` (valid header).
     fn forge(key: &KeyMaterial, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(key.alg.algorithm());
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&key.private_der)).unwrap()
+        jsonwebtoken::encode(&header, claims, &key.encoding_key().unwrap()).unwrap()
     }
 
     fn claims(iat: i64, exp: i64) -> Value {
@@ -576,7 +515,7 @@ mod tests {
     #[test]
     fn an_old_token_of_an_unknown_key_is_expired_not_forged() {
         let (jwt, _) = jwt();
-        let gone = KeyMaterial::generate().unwrap();
+        let gone = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
         let now = unix_now();
         let old = forge(&gone, &claims(now - 600, now - 600 + TTL));
         assert!(matches!(jwt.verify(&old), Err(ApiError::TokenExpired)));
@@ -603,7 +542,7 @@ mod tests {
         assert!(jwt.verify_ignoring_expiry(&forge(&key, &not_yet)).is_ok());
 
         // The right kid, another key's signature.
-        let other = KeyMaterial::generate().unwrap();
+        let other = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
@@ -645,15 +584,106 @@ mod tests {
     }
 
     #[test]
-    fn pem_keys_load_with_stable_kid() {
-        let key = KeyMaterial::generate().unwrap();
-        let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", key.private_der.clone()));
-        let loaded = KeyMaterial::from_pem(&pem_text).unwrap();
-        assert_eq!(loaded.kid, key.kid);
-        assert_eq!(loaded.public_key, key.public_key);
-        assert!(
-            KeyMaterial::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
-                .is_err()
+    fn every_alg_signs_and_verifies_and_old_keys_of_any_alg_keep_verifying() {
+        let (jwt, ed) = jwt();
+        let (ed_token, _) = jwt
+            .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX)
+            .unwrap();
+        let mut published = vec![ed.public()];
+        let mut tokens = vec![(SigningAlg::EdDSA, ed_token)];
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let key = KeyMaterial::generate(alg).unwrap();
+            jwt.replace_keys(KeySet::new(Some(&key), &published));
+            published.push(key.public());
+            assert_eq!(jwt.keys().signing_alg(), Some(alg));
+            let (token, _) = jwt
+                .sign(Uuid::new_v4(), Uuid::new_v4(), &[], i64::MAX)
+                .unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, alg.algorithm());
+            assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+            let (set, _) = jwt.sign_set(json!({"events": {}})).unwrap();
+            assert_eq!(
+                jsonwebtoken::decode_header(&set).unwrap().alg,
+                alg.algorithm()
+            );
+            tokens.push((alg, token));
+        }
+        assert_eq!(
+            jwt.keys().algs(),
+            &[SigningAlg::RS256, SigningAlg::EdDSA, SigningAlg::ES256]
         );
+        for (alg, token) in &tokens {
+            assert!(jwt.verify(token).is_ok(), "{alg}");
+        }
+        let jwks: Value = serde_json::from_slice(&jwt.jwks()).unwrap();
+        let ktys: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kty"].as_str().unwrap())
+            .collect();
+        assert_eq!(ktys, ["RSA", "OKP", "EC"]);
+    }
+
+    /// The header's `alg` must be the one of the key its `kid` names: a token signed by one key
+    /// but claiming another algorithm, an HMAC keyed with the public key, or `none` all fail.
+    #[test]
+    fn no_algorithm_confusion() {
+        let ec = KeyMaterial::generate(SigningAlg::ES256).unwrap();
+        let rsa = KeyMaterial::generate(SigningAlg::RS256).unwrap();
+        let ed = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
+        let jwt = Jwt::new(
+            KeySet::new(Some(&ec), &[rsa.public(), ed.public()]),
+            "http://localhost:8080",
+            "authd",
+            Duration::from_secs(TTL as u64),
+        );
+        let now = unix_now();
+        let c = claims(now, now + TTL);
+        for key in [&ec, &rsa, &ed] {
+            assert!(jwt.verify(&forge(key, &c)).is_ok(), "{}", key.alg);
+        }
+        let signed_as = |signer: &KeyMaterial, kid: &KeyMaterial| {
+            let mut header = Header::new(signer.alg.algorithm());
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(kid.kid.clone());
+            jsonwebtoken::encode(&header, &c, &signer.encoding_key().unwrap()).unwrap()
+        };
+        let hmac = |kid: &KeyMaterial| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(kid.kid.clone());
+            jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(&kid.public_key)).unwrap()
+        };
+        let unsigned = |alg: &str, kid: &KeyMaterial| {
+            let header = json!({"alg": alg, "typ": "at+jwt", "kid": kid.kid});
+            format!(
+                "{}.{}.",
+                B64.encode(header.to_string()),
+                B64.encode(c.to_string())
+            )
+        };
+        for (what, token) in [
+            ("EdDSA token naming the EC key", signed_as(&ed, &ec)),
+            ("ES256 token naming the RSA key", signed_as(&ec, &rsa)),
+            ("RS256 token naming the Ed25519 key", signed_as(&rsa, &ed)),
+            ("HS256 keyed with the RSA public key", hmac(&rsa)),
+            ("HS256 keyed with the EC public key", hmac(&ec)),
+            ("none", unsigned("none", &ec)),
+            ("ES384 claimed for the EC key", unsigned("ES384", &ec)),
+        ] {
+            assert!(
+                matches!(jwt.verify(&token), Err(ApiError::InvalidToken)),
+                "{what}"
+            );
+        }
+        // The right alg in the header, but another key's signature.
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(ec.kid.clone());
+        let other = KeyMaterial::generate(SigningAlg::ES256).unwrap();
+        let forged = jsonwebtoken::encode(&header, &c, &other.encoding_key().unwrap()).unwrap();
+        assert!(matches!(jwt.verify(&forged), Err(ApiError::InvalidToken)));
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         keys::{ActiveKeys, FileKeyInstall},
     },
     state::AppState,
-    tokens::jwt::{KeyMaterial, KeySet, LEEWAY_SECS, PublicKey},
+    tokens::jwt::{KeyMaterial, KeySet, LEEWAY_SECS, PublicKey, SigningAlg},
 };
 
 /// How long resource servers may cache the JWKS (`Cache-Control: max-age` of
@@ -37,7 +37,7 @@ pub fn activation_delay() -> std::time::Duration {
 /// file (one line naming AUTHD_SIGNING_KEY_FILE and the kid).
 pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet> {
     let file_key = match &config.signing_key_file {
-        Some(path) => Some(read_key_file(path)?),
+        Some(path) => Some(read_key_file(path, config.signing_alg)?),
         None => None,
     };
     match &file_key {
@@ -52,7 +52,7 @@ pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet>
                 key.kid
             ),
         },
-        None => db::keys::ensure_signing_key(pool).await?,
+        None => db::keys::ensure_signing_key(pool, config.signing_alg).await?,
     }
     let active = db::keys::load_active(pool, token_lifetime(config)).await?;
     let signing = active
@@ -66,14 +66,38 @@ pub async fn load_keys(pool: &PgPool, config: &Config) -> anyhow::Result<KeySet>
             signing.kid
         );
     }
+    if signing.alg != config.signing_alg {
+        tracing::warn!(
+            kid = %signing.kid,
+            alg = %signing.alg,
+            configured = %config.signing_alg,
+            "the signing key is {} but AUTHD_SIGNING_ALG is {}: run `authd keys rotate` to switch \
+             (tokens of the current key keep verifying until they expire)",
+            signing.alg,
+            config.signing_alg
+        );
+    }
     Ok(key_set(&active, file_key))
 }
 
-fn read_key_file(path: &Path) -> anyhow::Result<KeyMaterial> {
+/// The key in `path`, which must be of the type `alg` signs with.
+fn read_key_file(path: &Path, alg: SigningAlg) -> anyhow::Result<KeyMaterial> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("AUTHD_SIGNING_KEY_FILE: cannot read {}", path.display()))?;
-    KeyMaterial::from_pem(&text)
-        .map_err(|e| anyhow::anyhow!("AUTHD_SIGNING_KEY_FILE: {}: {e}", path.display()))
+    let key = KeyMaterial::from_pem(&text)
+        .map_err(|e| anyhow::anyhow!("AUTHD_SIGNING_KEY_FILE: {}: {e}", path.display()))?;
+    if key.alg != alg {
+        bail!(
+            "AUTHD_SIGNING_KEY_FILE: {} holds a {} key ({}) but AUTHD_SIGNING_ALG is {alg} (a {} \
+             key): give a key of that type or set AUTHD_SIGNING_ALG={}",
+            path.display(),
+            key.alg.key_type(),
+            key.alg,
+            alg.key_type(),
+            key.alg
+        );
+    }
+    Ok(key)
 }
 
 /// The key set for `active`: the database's signing key if this process holds its private part

@@ -104,8 +104,15 @@ async fn verify_set(app: &TestApp, set: &str) -> (jsonwebtoken::Header, Value) {
         .iter()
         .find(|k| Some(k["kid"].as_str().unwrap()) == header.kid.as_deref())
         .expect("the SET's kid is in the JWKS");
-    let key = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    // The key and its algorithm from the JWK alone (jsonwebtoken's own JWK parsing).
+    let alg: jsonwebtoken::Algorithm = jwk["alg"].as_str().unwrap().parse().unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    assert_eq!(
+        header.alg, alg,
+        "the SET is signed with its key's algorithm"
+    );
+    let mut v = jsonwebtoken::Validation::new(alg);
     v.set_audience(&["authd"]);
     v.set_issuer(&["http://localhost:8080"]);
     v.required_spec_claims.clear(); // a SET has no exp
@@ -411,4 +418,32 @@ async fn a_subscriber_that_stops_reading_is_dropped_not_buffered_for() {
         .unwrap();
     assert_eq!(ready.data, r#"{"snapshot":15000}"#);
     drop(stuck);
+}
+
+#[tokio::test]
+async fn with_es256_keys_the_feeds_sets_are_es256_and_verify_through_the_jwks() {
+    let app = spawn_app_with(|c| {
+        c.resource_secret = Some(SECRET.into());
+        c.signing_alg = authd::config::SigningAlg::ES256;
+    })
+    .await;
+    wait_live(&app).await;
+    let t = app.signup_and_login("ann@example.test").await;
+    let mut sub = Subscriber::connect(&app).await;
+    assert_eq!(
+        sub.next(Duration::from_secs(5)).await.unwrap().event,
+        "ready"
+    );
+    let res = app
+        .delete(&format!("/auth/sessions/{}", t.session_id), &t.access)
+        .await;
+    assert_eq!(res.status(), 204);
+    let event = sub
+        .next_of("revocation", Duration::from_secs(2))
+        .await
+        .expect("the logout on the stream");
+    let (header, claims) = verify_set(&app, &event.data).await;
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.typ.as_deref(), Some("secevent+jwt"));
+    assert_eq!(revoked_session(&claims).0, t.session_id.to_string());
 }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use authd::{app::Application, cli::Cli, config::Config};
+use authd::{app::Application, cli::Cli, config::Config, tokens::keypair::KeyMaterial};
 use clap::Parser;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -513,4 +513,52 @@ impl TestApp {
             .status()
             .as_u16()
     }
+}
+
+/// A PEM file holding a PKCS#8 key (for AUTHD_SIGNING_KEY_FILE), removed when dropped.
+pub struct KeyFile(pub std::path::PathBuf);
+
+impl KeyFile {
+    pub fn new(pkcs8_der: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("authd-test-key-{}.pem", Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8_der.to_vec())),
+        )
+        .unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The key pair that signed `token`, its private part read from the database: for tests that
+/// forge tokens with the real key.
+pub async fn signing_key_of(app: &TestApp, token: &str) -> KeyMaterial {
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let private_der: Vec<u8> =
+        sqlx::query_scalar("SELECT private_der FROM signing_keys WHERE kid = $1")
+            .bind(&kid)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    KeyMaterial::from_pkcs8(&private_der).unwrap()
+}
+
+/// `claims` signed with `key` as an access token whose header names `alg` and `kid`
+/// (`typ: at+jwt`), whether or not that is the key's algorithm.
+pub fn sign_as(
+    alg: jsonwebtoken::Algorithm,
+    kid: &str,
+    claims: &Value,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
 }

@@ -8,9 +8,11 @@ use std::{
     time::Duration,
 };
 
-use authd::{app::Application, tokens::jwt::KeyMaterial};
+use authd::{
+    app::Application,
+    tokens::jwt::{KeyMaterial, SigningAlg},
+};
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::helpers::*;
 
@@ -74,27 +76,6 @@ fn signing_kid(app: &TestApp) -> Option<String> {
     app.state.jwt.keys().signing_kid().map(String::from)
 }
 
-/// A PEM file holding `key`, removed when dropped.
-struct KeyFile(std::path::PathBuf);
-
-impl KeyFile {
-    fn new(key: &KeyMaterial) -> Self {
-        let path = std::env::temp_dir().join(format!("authd-test-key-{}.pem", Uuid::new_v4()));
-        std::fs::write(
-            &path,
-            pem::encode(&pem::Pem::new("PRIVATE KEY", key.private_der.clone())),
-        )
-        .unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[tokio::test]
 async fn rotate_now_reaches_every_instance_at_once_without_a_restart() {
     let a = spawn_app_with(|c| c.access_ttl = Duration::from_secs(2)).await;
@@ -155,8 +136,8 @@ async fn a_signing_key_file_signs_but_its_private_part_never_reaches_the_databas
         .fetch_one(&a.db)
         .await
         .unwrap();
-    let key = KeyMaterial::generate().unwrap();
-    let file = KeyFile::new(&key);
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
+    let file = KeyFile::new(&key.private_der);
     let b = spawn_on_same_db(&a, |c| c.signing_key_file = Some(file.0.clone())).await;
     drop(file); // read once at start: the process keeps it
 
@@ -194,7 +175,7 @@ async fn a_signing_key_file_signs_but_its_private_part_never_reaches_the_databas
 #[tokio::test]
 async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_given() {
     let a = spawn_app().await;
-    let key = KeyMaterial::generate().unwrap();
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
     // What db::keys::install used to do with a file key.
     sqlx::query(
         "INSERT INTO signing_keys (kid, private_der, public_key, activates_at)
@@ -206,7 +187,7 @@ async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_give
     .execute(&a.db)
     .await
     .unwrap();
-    let file = KeyFile::new(&key);
+    let file = KeyFile::new(&key.private_der);
     let b = spawn_on_same_db(&a, |c| c.signing_key_file = Some(file.0.clone())).await;
     let erased: bool =
         sqlx::query_scalar("SELECT private_der IS NULL FROM signing_keys WHERE kid = $1")
@@ -221,8 +202,8 @@ async fn a_private_part_stored_by_an_older_authd_is_erased_when_the_file_is_give
 
 #[tokio::test]
 async fn without_the_key_file_an_instance_refuses_to_start_while_that_key_signs() {
-    let key = KeyMaterial::generate().unwrap();
-    let file = KeyFile::new(&key);
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
+    let file = KeyFile::new(&key.private_der);
     let a = spawn_app_with(|c| c.signing_key_file = Some(file.0.clone())).await;
 
     let refused = Application::build(test_config(&a.db_name)).await;

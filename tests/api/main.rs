@@ -7,6 +7,7 @@ mod introspect;
 mod keys;
 
 mod admin;
+mod algs;
 mod audit;
 mod browser_safety;
 mod certs;
@@ -36,3 +37,4 @@ mod smtp;
 mod tokens;
 mod verifier;
 mod verifier_tls;
+mod verify_examples;

@@ -197,7 +197,7 @@ async fn forged_tokens_are_rejected() {
     assert_rejected(&app, &f.sign(&h, &f.claims), "invalid_token", "crit").await;
 
     // Signed by an attacker's key, which the header offers via jwk/jku, under the real kid.
-    let attacker = KeyMaterial::generate().unwrap();
+    let attacker = KeyMaterial::generate(authd::config::SigningAlg::EdDSA).unwrap();
     let attacker_key = EncodingKey::from_ed_der(&attacker.private_der);
     let mut h = f.header();
     h.jku = Some("https://evil.test/jwks.json".into());
@@ -357,7 +357,7 @@ async fn an_old_token_of_an_unknown_key_is_expired_not_forged() {
     let t = app.signup_and_login("ann@example.test").await;
     let f = forge(&app, &t).await;
     // A key this instance does not know (e.g. dropped after a rotation long ago).
-    let gone = KeyMaterial::generate().unwrap();
+    let gone = KeyMaterial::generate(authd::config::SigningAlg::EdDSA).unwrap();
     let mut h = f.header();
     h.kid = Some(gone.kid.clone());
     let key = EncodingKey::from_ed_der(&gone.private_der);

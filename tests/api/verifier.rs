@@ -211,7 +211,7 @@ async fn forged_revocations_are_ignored_and_genuine_ones_kept() {
         .unwrap()
         .kid
         .unwrap();
-    let other_key = KeyMaterial::generate().unwrap();
+    let other_key = KeyMaterial::generate(authd::config::SigningAlg::EdDSA).unwrap();
     let (ann_sid, bob_sid) = (ann.session_id.to_string(), bob.session_id.to_string());
     let user = app.user_id("ann@example.test").await.to_string();
     let sets = vec![
@@ -422,4 +422,81 @@ async fn a_key_rotation_is_followed_without_a_restart() {
         verifier.verify(&before.access).await.is_ok(),
         "and the old one still"
     );
+}
+
+/// With ES256 and RS256 keys: tokens verify by their key's algorithm, the feed's SETs (signed
+/// with the same key) revoke, and a token whose header names another algorithm than its key's
+/// (PS256 or HS256 with the RSA key, ES256 with the EC key's kid but another key) is refused.
+#[tokio::test]
+async fn es256_and_rs256_tokens_verify_and_revoke_and_alg_confusion_is_refused() {
+    use authd::config::SigningAlg;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        let app = spawn_app_with(|c| {
+            secrets(c);
+            c.signing_alg = alg;
+        })
+        .await;
+        wait_live(&app).await;
+        let phone = app.signup_and_login("ann@example.test").await;
+        let laptop = app.login("ann@example.test").await;
+        let verifier = fresh_verifier(&app.base, FailurePolicy::Reject).await;
+        assert_eq!(
+            jsonwebtoken::decode_header(&phone.access).unwrap().alg,
+            alg.algorithm()
+        );
+        for t in [&phone, &laptop] {
+            let claims = verifier.verify(&t.access).await.unwrap();
+            assert_eq!(claims.sid, t.session_id.to_string(), "{alg}");
+        }
+        revoke(&app, &phone, &laptop).await;
+        refused_within_a_second(&verifier, &phone.access).await;
+
+        // Re-sign the laptop's claims with the real private key under other algorithms.
+        let kid = jsonwebtoken::decode_header(&laptop.access)
+            .unwrap()
+            .kid
+            .unwrap();
+        let key = signing_key_of(&app, &laptop.access).await;
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                laptop.access.split('.').nth(1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let sign = |a: Algorithm, enc: &EncodingKey| sign_as(a, &kid, &claims, enc);
+        let real = key.encoding_key().unwrap();
+        assert!(
+            verifier.verify(&sign(alg.algorithm(), &real)).await.is_ok(),
+            "control: the right alg verifies"
+        );
+        let other_ec = KeyMaterial::generate(SigningAlg::ES256).unwrap();
+        let mut forged = vec![(
+            "HS256 keyed with the public key",
+            sign(Algorithm::HS256, &EncodingKey::from_secret(&key.public_key)),
+        )];
+        match alg {
+            SigningAlg::RS256 => {
+                forged.push(("PS256 by the RSA key", sign(Algorithm::PS256, &real)))
+            }
+            _ => forged.push((
+                "ES256 by another EC key",
+                sign(Algorithm::ES256, &other_ec.encoding_key().unwrap()),
+            )),
+        }
+        let other_ed = KeyMaterial::generate(SigningAlg::EdDSA).unwrap();
+        forged.push((
+            "EdDSA naming this kid",
+            sign(Algorithm::EdDSA, &other_ed.encoding_key().unwrap()),
+        ));
+        for (what, token) in forged {
+            assert_eq!(
+                verifier.verify(&token).await,
+                Err(Error::Invalid),
+                "{alg}: {what}"
+            );
+        }
+    }
 }

@@ -1,4 +1,5 @@
-// The verifier: authd access tokens checked offline (jose, pinned EdDSA), a deny-list kept from
+// The verifier: authd access tokens checked offline (jose; the algorithm is the one of the JWKS key
+// the kid names: EdDSA, ES256 or RS256, never the token's choice), a deny-list kept from
 // authd's revocation feed (GET /auth/revocations, signed SETs over SSE), and the failure policy
 // for when the feed is stale (reject every token, or ask POST /auth/introspect per request).
 import { errors as joseErrors, importJWK, jwtVerify } from "jose";
@@ -8,6 +9,22 @@ const SESSION_REVOKED = "https://schemas.openid.net/secevent/caep/event-type/ses
 const MAX_CLOCK_TOLERANCE = 30; // seconds (API.md "Tokens": at most 30 s of leeway)
 const JWKS_MIN_INTERVAL_MS = 1000; // refetch on an unknown kid at most once a second
 const MIN_STALE_AFTER_MS = 3000; // authd heartbeats every 2 s
+// The algorithms authd signs with (AUTHD_SIGNING_ALG); each key verifies exactly one of them.
+const ALGORITHMS = ["EdDSA", "ES256", "RS256"];
+
+/**
+ * The one algorithm a JWK of authd's set verifies, from its type: OKP/Ed25519 is EdDSA, EC/P-256
+ * is ES256, RSA is RS256 (jose refuses RSA keys under 2048 bits); null for anything else.
+ * @returns {[string, object] | null} the algorithm and the public members to import
+ */
+function algorithmOf(jwk) {
+  if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return ["EdDSA", { kty: "OKP", crv: jwk.crv, x: jwk.x }];
+  if (jwk.kty === "EC" && jwk.crv === "P-256") {
+    return ["ES256", { kty: "EC", crv: jwk.crv, x: jwk.x, y: jwk.y }];
+  }
+  if (jwk.kty === "RSA") return ["RS256", { kty: "RSA", n: jwk.n, e: jwk.e }];
+  return null;
+}
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
@@ -104,7 +121,7 @@ export function createVerifier(options) {
     let payload;
     try {
       ({ payload } = await jwtVerify(set, keyFor, {
-        algorithms: ["EdDSA"],
+        algorithms: ALGORITHMS,
         typ: "secevent+jwt",
         issuer,
         audience,
@@ -236,7 +253,7 @@ export function createVerifier(options) {
       let payload;
       try {
         ({ payload } = await jwtVerify(token, keyFor, {
-          algorithms: ["EdDSA"],
+          algorithms: ALGORITHMS,
           typ: "at+jwt",
           issuer,
           audience,
@@ -282,14 +299,15 @@ export function createVerifier(options) {
 
 /**
  * authd's JWKS, cached: keys by `kid`, refetched on an unknown `kid` (at most once a second) and
- * when the feed announces new keys. Only Ed25519 keys are used; `jku`/`jwk`/`x5u` headers are
+ * when the feed announces new keys. Only Ed25519, P-256 and RSA signing keys are used, each for its
+ * one algorithm (a JWK whose `alg` says otherwise is skipped); `jku`/`jwk`/`x5u` headers are
  * never followed (keys come only from the configured URL).
  */
 class JwksCache {
   /** @param {string} url */
   constructor(url) {
     this.url = url;
-    this.keys = new Map(); // kid -> CryptoKey
+    this.keys = new Map(); // kid -> { alg, key: CryptoKey }
     this.fetchedAt = -Infinity;
     this.inflight = null;
   }
@@ -316,10 +334,13 @@ class JwksCache {
       const body = await res.json();
       const keys = new Map();
       for (const jwk of body?.keys ?? []) {
-        if (jwk?.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.kid !== "string") continue;
+        const usable = jwk && typeof jwk.kid === "string" ? algorithmOf(jwk) : null;
+        if (!usable) continue;
+        const [alg, members] = usable;
+        if (jwk.alg !== undefined && jwk.alg !== alg) continue;
         if (jwk.use !== undefined && jwk.use !== "sig") continue;
         try {
-          keys.set(jwk.kid, await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, "EdDSA"));
+          keys.set(jwk.kid, { alg, key: await importJWK(members, alg) });
         } catch {}
       }
       this.keys = keys;
@@ -331,13 +352,15 @@ class JwksCache {
 
   /** The key for a JWS header (jose's key resolver). */
   async key(header) {
-    if (header.alg !== "EdDSA") throw new joseErrors.JOSEAlgNotAllowed("alg must be EdDSA");
+    if (!ALGORITHMS.includes(header.alg)) throw new joseErrors.JOSEAlgNotAllowed("unsupported alg");
     if (typeof header.kid !== "string") throw new joseErrors.JWKSNoMatchingKey();
     if (!this.keys.has(header.kid)) {
       await this.refresh().catch(() => {});
     }
-    const key = this.keys.get(header.kid);
-    if (!key) throw new joseErrors.JWKSNoMatchingKey();
-    return key;
+    const entry = this.keys.get(header.kid);
+    if (!entry) throw new joseErrors.JWKSNoMatchingKey();
+    // The key's algorithm, not the token's choice (no confusion between key types).
+    if (header.alg !== entry.alg) throw new joseErrors.JOSEAlgNotAllowed("alg must be the key's");
+    return entry.key;
   }
 }

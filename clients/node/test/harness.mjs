@@ -95,10 +95,11 @@ async function stop(child) {
 }
 
 /**
- * A fresh database and `instances` authd processes on it (same issuer, own ports). Methods:
+ * A fresh database and `instances` authd processes on it (same issuer, own ports; `env`: extra
+ * variables for every instance and the CLI, e.g. AUTHD_SIGNING_ALG). Methods:
  * start/stop an instance, run the CLI, register+login, revoke, start the example API, stop all.
  */
-export async function startCluster({ instances = 2 } = {}) {
+export async function startCluster({ instances = 2, env = {} } = {}) {
   if (!existsSync(AUTHD_BIN)) throw new Error(`${AUTHD_BIN} is missing: run cargo build`);
   const db = `authd_node_${randomBytes(8).toString("hex")}`;
   databases.add(db);
@@ -120,6 +121,7 @@ export async function startCluster({ instances = 2 } = {}) {
     AUTHD_EMAIL_OUTBOX: outbox,
     AUTHD_LOG_FORMAT: "json",
     AUTHD_RATE_LIMIT: "off",
+    ...env,
   });
   const cluster = {
     db,

@@ -1,13 +1,14 @@
 // The token rules (API.md "Tokens") on tokens signed with a key the test controls, served from a
-// local JWKS and feed: pinned EdDSA, typ at+jwt, iss, aud, exp/nbf leeway, crit, unknown kid,
+// local JWKS and feed: the algorithm of the key the kid names (EdDSA, ES256, RS256), typ at+jwt, iss, aud, exp/nbf leeway, crit, unknown kid,
 // claims of the wrong JSON type. And the SSE parser on awkward framing.
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
-import { SignJWT, exportJWK, generateKeyPair } from "jose";
+import { SignJWT, exportJWK, generateKeyPair, importJWK } from "jose";
 import { Hono } from "hono";
 import { createVerifier, honoAuth } from "../src/index.js";
 import { SseParser } from "../src/sse.js";
+import { eventually } from "./harness.mjs";
 
 const ISS = "http://issuer.test";
 let server;
@@ -130,4 +131,33 @@ test("the Hono middleware sets c.get('auth') or answers 401 problem+json", async
   const none = await app.request("/api/hello");
   assert.equal(none.status, 401);
   assert.equal(none.headers.get("www-authenticate"), "Bearer");
+});
+
+test("ES256 and RS256 keys verify only their own algorithm", async () => {
+  const ec = await generateKeyPair("ES256");
+  const rsa = await generateKeyPair("RS256", { modulusLength: 2048, extractable: true });
+  const mislabelled = await generateKeyPair("ES256");
+  publicJwks = [
+    ...publicJwks,
+    { ...(await exportJWK(ec.publicKey)), kid: "ec", use: "sig", alg: "ES256" },
+    { ...(await exportJWK(rsa.publicKey)), kid: "rsa", use: "sig", alg: "RS256" },
+    // An EC key whose JWK claims RS256 is skipped.
+    { ...(await exportJWK(mislabelled.publicKey)), kid: "bad", alg: "RS256" },
+  ];
+  const es = await token({ header: { alg: "ES256", kid: "ec" }, signWith: ec.privateKey });
+  // The verifier refetches the JWKS on the unknown kid (at most once a second).
+  await eventually(() => verifier.verify(es).then(() => true, () => false), { timeout: 3000 });
+  assert.equal((await verifier.verify(await token({ header: { alg: "RS256", kid: "rsa" }, signWith: rsa.privateKey }))).sid, "s1");
+  // The RSA key's own private half, as a PS256 key: a valid PS256 signature by that key.
+  const rsaPss = await importJWK(await exportJWK(rsa.privateKey), "PS256");
+  const cases = {
+    "ES256 signature, kid of the RSA key": await token({ header: { alg: "ES256", kid: "rsa" }, signWith: ec.privateKey }),
+    "RS256 signature, kid of the EC key": await token({ header: { alg: "RS256", kid: "ec" }, signWith: rsa.privateKey }),
+    "EdDSA signature, kid of the EC key": await token({ header: { alg: "EdDSA", kid: "ec" } }),
+    "PS256 claimed for the RSA key": await token({ header: { alg: "PS256", kid: "rsa" }, signWith: rsaPss }),
+    "ES256 with a key whose JWK says RS256": await token({ header: { alg: "ES256", kid: "bad" }, signWith: mislabelled.privateKey }),
+  };
+  for (const [name, t] of Object.entries(cases)) {
+    await assert.rejects(verifier.verify(t), { code: "invalid_token" }, name);
+  }
 });

@@ -2,8 +2,8 @@
 //! deny-list it fills, and how fresh that deny-list is.
 //!
 //! Each `revocation` event carries a Security Event Token (RFC 8417) with a CAEP
-//! `session-revoked` event; a SET is trusted only if it verifies against authd's JWKS (EdDSA,
-//! `typ: secevent+jwt`, `iss`, `aud`), otherwise it is logged and ignored. The deny-list holds
+//! `session-revoked` event; a SET is trusted only if it verifies against authd's JWKS (with the
+//! algorithm of the key its `kid` names, `typ: secevent+jwt`, `iss`, `aud`), otherwise it is logged and ignored. The deny-list holds
 //! session ids until the SET's `tokens_valid_until` (plus the leeway). The feed is *complete*
 //! from its `ready` event on; every event received while complete (heartbeats every 2 s) proves
 //! it is still current. A dropped stream is reconnected with backoff and sends a new snapshot.
@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use serde::Deserialize;
 
 use crate::{
@@ -194,7 +194,7 @@ struct Opaque {
 /// The session id and `tokens_valid_until` of a valid SET (RFC 8417 §2.2 checks).
 async fn verify_set(keys: &Keys, config: &crate::Config, set: &str) -> Option<(String, i64)> {
     let header = jsonwebtoken::decode_header(set).ok()?;
-    if header.alg != Algorithm::EdDSA
+    if !crate::keys::is_supported(header.alg)
         || header.crit.is_some()
         || !header
             .typ
@@ -203,8 +203,11 @@ async fn verify_set(keys: &Keys, config: &crate::Config, set: &str) -> Option<(S
     {
         return None;
     }
-    let key = keys.get(header.kid.as_deref()?, Refetch::WhenDue).await?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
+    let (alg, key) = keys.get(header.kid.as_deref()?, Refetch::WhenDue).await?;
+    if header.alg != alg {
+        return None;
+    }
+    let mut validation = Validation::new(alg);
     validation.set_issuer(&[&config.issuer]);
     validation.set_audience(&[&config.audience]);
     validation.validate_exp = false; // SETs have no exp (RFC 8417 §2.2)

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 /// The shortest time between two JWKS fetches.
@@ -34,6 +34,9 @@ struct Jwk {
     kty: String,
     crv: Option<String>,
     x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
     alg: Option<String>,
     #[serde(rename = "use")]
     use_: Option<String>,
@@ -42,7 +45,7 @@ struct Jwk {
 pub(crate) struct Keys {
     url: String,
     http: reqwest::Client,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -56,13 +59,14 @@ impl Keys {
         }
     }
 
-    fn cached(&self, kid: &str) -> Option<DecodingKey> {
+    fn cached(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         keys.get(kid).cloned()
     }
 
-    /// The Ed25519 key named `kid`, refetching the JWKS (per `mode`) when it is unknown.
-    pub(crate) async fn get(&self, kid: &str, mode: Refetch) -> Option<DecodingKey> {
+    /// The key named `kid` and the one algorithm it verifies, refetching the JWKS (per `mode`)
+    /// when it is unknown.
+    pub(crate) async fn get(&self, kid: &str, mode: Refetch) -> Option<(Algorithm, DecodingKey)> {
         if let Some(key) = self.cached(kid) {
             return Some(key);
         }
@@ -95,7 +99,7 @@ impl Keys {
         };
         match fetched.await {
             Ok(jwks) => {
-                let keys: HashMap<_, _> = jwks.keys.into_iter().filter_map(ed25519).collect();
+                let keys: HashMap<_, _> = jwks.keys.into_iter().filter_map(signing_key).collect();
                 tracing::debug!(keys = keys.len(), "authd JWKS fetched");
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
             }
@@ -104,17 +108,45 @@ impl Keys {
     }
 }
 
-/// An EdDSA signing key of the set (`kty: OKP`, `crv: Ed25519`); anything else is skipped.
-fn ed25519(k: Jwk) -> Option<(String, DecodingKey)> {
-    let usable = k.kty == "OKP"
-        && k.crv.as_deref() == Some("Ed25519")
-        && k.alg.as_deref().is_none_or(|a| a == "EdDSA")
+/// The smallest RSA modulus accepted, in bytes (2048 bits).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+/// A signing key of the set and its algorithm, which follows from its type: `OKP`/`Ed25519` is
+/// EdDSA, `EC`/`P-256` is ES256, `RSA` (2048 bits or more) is RS256. A JWK whose `alg` says
+/// otherwise, whose `use` is not `sig`, or of any other type is skipped.
+fn signing_key(k: Jwk) -> Option<(String, (Algorithm, DecodingKey))> {
+    let (alg, key) = match (k.kty.as_str(), k.crv.as_deref()) {
+        ("OKP", Some("Ed25519")) => (
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_components(k.x.as_deref()?).ok()?,
+        ),
+        ("EC", Some("P-256")) => (
+            Algorithm::ES256,
+            DecodingKey::from_ec_components(k.x.as_deref()?, k.y.as_deref()?).ok()?,
+        ),
+        ("RSA", None) => {
+            let n = k.n.as_deref()?;
+            // base64url without padding: 4 characters per 3 bytes.
+            if n.trim_start_matches('A').len() * 3 / 4 < MIN_RSA_MODULUS_BYTES {
+                return None;
+            }
+            (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_components(n, k.e.as_deref()?).ok()?,
+            )
+        }
+        _ => return None,
+    };
+    let usable = k
+        .alg
+        .as_deref()
+        .is_none_or(|a| a.parse::<Algorithm>().is_ok_and(|a| a == alg))
         && k.use_.as_deref().is_none_or(|u| u == "sig");
-    if !usable {
-        return None;
-    }
-    Some((
-        k.kid?,
-        DecodingKey::from_ed_components(k.x.as_deref()?).ok()?,
-    ))
+    usable.then_some((k.kid?, (alg, key)))
+}
+
+/// The algorithms a key of authd's JWKS can have; a token header naming any other is refused
+/// before its `kid` is looked up.
+pub(crate) fn is_supported(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256)
 }

@@ -2,7 +2,9 @@
 //! still stops accepting a revoked session's tokens within a second.
 //!
 //! - **Offline verification** with authd's own rules for access tokens (RFC 9068 JWTs): the
-//!   algorithm is pinned to EdDSA (never taken from the token), `typ` must be `at+jwt`, `crit`
+//!   algorithm is the one of the JWKS key the `kid` names (EdDSA for `OKP`/`Ed25519`, ES256 for
+//!   `EC`/`P-256`, RS256 for `RSA`), never taken from the token: a header naming another one is
+//!   refused (no `none`, no HS*, no confusion between key types); `typ` must be `at+jwt`, `crit`
 //!   is refused, `iss` and `aud` must match, `exp` and `nbf` hold within a leeway of at most
 //!   30 s, and keys come only from authd's JWKS at `{authd_url}/.well-known/jwks.json`
 //!   (`jku`/`jwk`/`x5u` headers are ignored); an unknown `kid` refetches it, at most once a
@@ -232,12 +234,22 @@ pub(crate) struct Shared {
     http: reqwest::Client,
     keys: Arc<Keys>,
     feed: feed::Feed,
-    validation: Validation,
+    /// Access-token checks for EdDSA, ES256 and RS256 keys (see [`Shared::validation`]).
+    validations: [Validation; 3],
 }
 
 impl Shared {
     fn leeway_secs(&self) -> u64 {
         self.config.leeway.as_secs()
+    }
+
+    /// The checks for a token of a key of `alg` (one of [`keys::is_supported`]).
+    fn validation(&self, alg: Algorithm) -> &Validation {
+        &self.validations[match alg {
+            Algorithm::ES256 => 1,
+            Algorithm::RS256 => 2,
+            _ => 0,
+        }]
     }
 }
 
@@ -276,12 +288,15 @@ impl Verifier {
             http = http.tls_certs_merge(certs);
         }
         let http = http.build()?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = config.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let validations = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256].map(|alg| {
+            let mut validation = Validation::new(alg);
+            validation.leeway = config.leeway.as_secs();
+            validation.validate_nbf = true;
+            validation.set_issuer(&[&config.issuer]);
+            validation.set_audience(&[&config.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation
+        });
         let keys = Arc::new(Keys::new(
             format!("{}/.well-known/jwks.json", config.authd_url),
             http.clone(),
@@ -291,7 +306,7 @@ impl Verifier {
             http,
             keys,
             feed: feed::Feed::default(),
-            validation,
+            validations,
         });
         let keys = shared.keys.clone();
         runtime.spawn(async move { keys.refresh(Refetch::IfDue).await });
@@ -358,16 +373,20 @@ impl Verifier {
         let at_jwt = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
         });
-        if header.alg != Algorithm::EdDSA || header.crit.is_some() || !at_jwt {
+        if !keys::is_supported(header.alg) || header.crit.is_some() || !at_jwt {
             return Err(Error::Invalid);
         }
         let kid = header.kid.ok_or(Error::Invalid)?;
-        let key = shared
+        let (alg, key) = shared
             .keys
             .get(&kid, Refetch::IfDue)
             .await
             .ok_or(Error::Invalid)?;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &shared.validation)
+        // The key's algorithm, not the token's choice.
+        if header.alg != alg {
+            return Err(Error::Invalid);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, shared.validation(alg))
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => Error::Expired,
                 _ => Error::Invalid,
