@@ -244,6 +244,10 @@ pub async fn run(config: Config, command: Option<Command>) -> anyhow::Result<()>
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Only here: the other subcommands never listen, so AUTHD_BIND means nothing to them.
+    if let Some(warning) = config.issuer_port_warning() {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(config).await?;
     app.run_until(app::shutdown_signal()).await
 }
