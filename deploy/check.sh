@@ -60,12 +60,13 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Polls `curl ARGS` until it answers HTTP 200, for at most $1 seconds.
+# Polls `curl ARGS` until it answers HTTP 200, for at most $1 seconds, and no longer than the
+# most recently started background process lives.
 wait_for_200() {
-    local deadline=$((SECONDS + $1))
+    local deadline=$((SECONDS + $1)) server=$!
     shift
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$@" || true)" = 200 ]; do
-        [ $SECONDS -lt $deadline ] || return 1
+        [ $SECONDS -lt $deadline ] && kill -0 "$server" 2>/dev/null || return 1
         sleep 0.2
     done
 }
@@ -220,22 +221,25 @@ cmd=$(sed -n 's/^CMD //p' <<<"$runtime" | python3 -c 'import json,sys; print(" "
 authd_bin="$image_root${entrypoint}"
 port=$(free_port)
 
-# Runs the image's entrypoint with ARGS as the nonroot user, with the image's environment plus
-# DATABASE_URL, the loopback bind and any NAME=value given before `--`.
-as_image() {
+# Sets image_argv to the image's entrypoint with ARGS, run as the nonroot user in the image's
+# WORKDIR with the image's environment plus DATABASE_URL, the loopback bind (port $port) and any
+# NAME=value given before `--`. Run it in this shell ("${image_argv[@]}" &), not in a subshell:
+# then $! is the process (timeout) that passes signals on to authd and returns its exit status.
+image_command() {
     local extra=()
     while [ "$1" != -- ]; do extra+=("$1"); shift; done
     shift
-    (cd "$image_root$image_workdir" && env -i PATH=/usr/bin:/bin HOME="$image_root$image_workdir" \
-        "${image_env[@]}" DATABASE_URL="$server/$database" AUTHD_BIND="127.0.0.1:$port" \
-        "${extra[@]}" \
-        setpriv --reuid=$nonroot_uid --regid=$nonroot_uid --clear-groups \
+    image_argv=(env -C "$image_root$image_workdir" -i PATH=/usr/bin:/bin
+        HOME="$image_root$image_workdir" "${image_env[@]}" DATABASE_URL="$server/$database"
+        AUTHD_BIND="127.0.0.1:$port" "${extra[@]}"
+        setpriv --reuid=$nonroot_uid --regid=$nonroot_uid --clear-groups
         timeout -s KILL $server_lifetime "$authd_bin" "$@")
 }
 
 check "image ENV sets AUTHD_BIND=0.0.0.0:8080 (replaced here by 127.0.0.1:$port)" \
     grep -qx 'AUTHD_BIND=0.0.0.0:8080' <<<"$(printf '%s\n' "${image_env[@]}")"
-if as_image -- migrate >"$work/migrate.log" 2>&1; then
+image_command -- migrate
+if "${image_argv[@]}" >"$work/migrate.log" 2>&1 && grep -q 'database is migrated' "$work/migrate.log"; then
     pass "\`authd migrate\` as uid $nonroot_uid (compose's one-shot service)"
 else
     fail "\`authd migrate\`: $(tail -n 3 "$work/migrate.log")"
@@ -244,7 +248,8 @@ fi
 # `serve` (the image's CMD) with AUTHD_ISSUER left at its default: its port (8080) is not the
 # bind port, so the start-up warning must appear.
 # shellcheck disable=SC2086 # CMD is one word
-as_image -- $cmd >"$work/serve.log" 2>&1 &
+image_command -- $cmd
+"${image_argv[@]}" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
 if wait_for_200 60 "http://127.0.0.1:$port/readyz"; then
@@ -252,7 +257,7 @@ if wait_for_200 60 "http://127.0.0.1:$port/readyz"; then
 else
     fail "\`authd $cmd\` did not get ready: $(tail -n 5 "$work/serve.log")"
 fi
-authd_pid=$(pgrep -f -n -- "^$authd_bin $cmd" || true)
+authd_pid=$(pgrep -P "$serve_pid" || true)
 check "the server runs as uid $nonroot_uid" \
     test "$(awk '/^Uid:/{print $2}' "/proc/$authd_pid/status" 2>/dev/null)" = "$nonroot_uid"
 check "logs are JSON lines (stdout is not a terminal)" \
@@ -261,7 +266,7 @@ check "start-up warns that AUTHD_ISSUER's port (8080) is not AUTHD_BIND's ($port
     grep -q "AUTHD_ISSUER (http://localhost:8080) names port 8080 but AUTHD_BIND listens on port $port" "$work/serve.log"
 check "the development outbox is created in the working directory" \
     test -d "$image_root$image_workdir/outbox"
-kill -TERM "$authd_pid" 2>/dev/null || true
+kill -TERM "$serve_pid" 2>/dev/null || true # timeout passes it on to authd
 status=0
 wait "$serve_pid" || status=$?
 check "SIGTERM ends \`authd $cmd\` with exit status 0 (got $status)" test "$status" = 0
@@ -292,9 +297,10 @@ proxied_port=$(free_port)
 metrics_port=$(free_port)
 resource_secret=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 start_proxied_authd() {
-    port=$proxied_port as_image AUTHD_ISSUER=https://auth.example.test \
+    port=$proxied_port image_command AUTHD_ISSUER=https://auth.example.test \
         AUTHD_TRUST_FORWARDED_FOR=true AUTHD_METRICS_BIND="127.0.0.1:$metrics_port" \
-        AUTHD_RESOURCE_SECRET="$resource_secret" -- serve >"$work/proxied.log" 2>&1 &
+        AUTHD_RESOURCE_SECRET="$resource_secret" -- serve
+    "${image_argv[@]}" >"$work/proxied.log" 2>&1 &
     pids+=("$!")
     wait_for_200 60 "http://127.0.0.1:$proxied_port/readyz"
 }
@@ -331,8 +337,9 @@ through_proxy() {
     check "$name: authd records the client the proxy saw (127.0.0.1), not a spoofed X-Forwarded-For (got $ip)" \
         test "$ip" = 127.0.0.1
     # The revocation feed streams through the proxy: a logout arrives as an event.
+    : >"$work/$name.sse"
     "${c[@]}" -N --max-time 30 -H "Authorization: Bearer $resource_secret" \
-        "$base/auth/revocations" >"$work/$name.sse" &
+        "$base/auth/revocations" >>"$work/$name.sse" &
     local sse_pid=$!
     local deadline=$((SECONDS + 10))
     until grep -q '^event: ready' "$work/$name.sse"; do
