@@ -300,6 +300,10 @@ async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Only here: the other subcommands never listen, so AUTHD_BIND means nothing to them.
+    if let Some(warning) = config.issuer_port_warning() {
+        tracing::warn!("{warning}");
+    }
     let app = Application::build(config).await?;
     app.run_until(shutdown).await
 }

@@ -402,6 +402,12 @@ impl Config {
         self.email_signup.unwrap_or(self.open_registration)
     }
 
+    /// A start-up warning when AUTHD_ISSUER and AUTHD_BIND look inconsistent; see
+    /// [`issuer_port_warning`].
+    pub fn issuer_port_warning(&self) -> Option<String> {
+        issuer_port_warning(&self.issuer.url, self.bind)
+    }
+
     fn cookie_path_covers(&self, path: &str) -> bool {
         let p = self.cookie_path.trim_end_matches('/');
         p.is_empty() || path == p || path.starts_with(&format!("{p}/"))
@@ -512,6 +518,34 @@ pub fn origin_of(input: &str) -> Result<String, String> {
     Ok(url.origin().ascii_serialization())
 }
 
+/// Why AUTHD_ISSUER's port (explicit, else the scheme's default) and AUTHD_BIND's port look like
+/// a mistake, as one sentence for a start-up warning; `None` when they do not.
+///
+/// An `https` issuer never warns: authd itself speaks plain HTTP, so an https issuer always means
+/// a TLS-terminating proxy in front, whose public port (443) differs from the bind port by
+/// design. An `http` issuer whose port differs from the bind port warns: unless a proxy or a
+/// container port mapping forwards one port to the other (the sentence says so), the `iss` claim
+/// names a URL that does not reach authd, and a page served from the address authd really
+/// listens on sends an `Origin` the CSRF check rejects (it accepts the issuer's origin, and
+/// AUTHD_ALLOWED_ORIGINS). Not an error, as such forwarding is legitimate. A bind port of 0 (an
+/// ephemeral port, tests) never warns: no issuer can name it in advance.
+pub fn issuer_port_warning(issuer_url: &str, bind: SocketAddr) -> Option<String> {
+    let url = url::Url::parse(issuer_url).ok()?;
+    if url.scheme() != "http" || bind.port() == 0 {
+        return None;
+    }
+    let issuer_port = url.port_or_known_default()?;
+    (issuer_port != bind.port()).then(|| {
+        format!(
+            "AUTHD_ISSUER ({issuer_url}) names port {issuer_port} but AUTHD_BIND listens on port \
+             {bind_port}: tokens name a URL that does not reach this listener and the CSRF check \
+             accepts the issuer's origin, not this one, unless a proxy or port mapping forwards \
+             {issuer_port} to {bind_port}; set AUTHD_ISSUER to the URL clients use",
+            bind_port = bind.port()
+        )
+    })
+}
+
 fn parse_issuer(s: &str) -> Result<Issuer, String> {
     let origin = origin_of(s)?;
     Ok(Issuer {
@@ -604,6 +638,40 @@ mod tests {
         assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
         assert!(parse_bind("localhost").is_err(), "a port is needed");
         assert!(parse_bind("no-such-host.invalid:80").is_err());
+    }
+
+    #[test]
+    fn issuer_port_warning_only_for_plain_http_on_another_port() {
+        let warns = |issuer: &str, bind: &str| {
+            issuer_port_warning(issuer, parse_bind(bind).unwrap()).is_some()
+        };
+        // The zero-config default, and a container listening on every interface.
+        assert!(!warns("http://localhost:8080", "127.0.0.1:8080"));
+        assert!(!warns("http://localhost:8080", "0.0.0.0:8080"));
+        assert!(!warns("http://auth.internal", "0.0.0.0:80"));
+        // Behind a TLS-terminating proxy the ports differ by design.
+        assert!(!warns("https://auth.example.com", "0.0.0.0:8080"));
+        assert!(!warns("https://auth.example.com:8443/", "127.0.0.1:8080"));
+        // An ephemeral port cannot be named in advance.
+        assert!(!warns("http://localhost:8080", "127.0.0.1:0"));
+        // The default issuer left in place after moving the port: almost certainly a mistake.
+        assert!(warns("http://localhost:8080", "127.0.0.1:9090"));
+        assert!(warns("http://127.0.0.1:3000", "[::1]:8080"));
+        // Port 80 implied by the scheme.
+        assert!(warns("http://auth.internal", "0.0.0.0:8080"));
+        let message = issuer_port_warning(
+            "http://localhost:8080",
+            parse_bind("127.0.0.1:9090").unwrap(),
+        )
+        .unwrap();
+        assert!(
+            message.contains("AUTHD_ISSUER") && message.contains("AUTHD_BIND"),
+            "{message}"
+        );
+        assert!(
+            message.contains("8080") && message.contains("9090"),
+            "{message}"
+        );
     }
 
     #[test]
