@@ -26,6 +26,7 @@ use std::sync::LazyLock;
 use authd::{
     tokens::jwt::{AccessClaims, Jwt, KeyMaterial, KeySet, LEEWAY_SECS, unix_now},
     cli::Cli,
+    config::SigningAlg,
     error::ApiError,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
@@ -64,7 +65,7 @@ static FX: LazyLock<Fixture> = LazyLock::new(|| {
     let config = Cli::try_parse_from(["authd"])
         .expect("default config")
         .config;
-    let key = KeyMaterial::generate().expect("generate key");
+    let key = KeyMaterial::generate(SigningAlg::EdDSA).expect("generate key");
     let set = KeySet::new(Some(&key), &[]);
     let jwt = Jwt::new(set, &config.issuer.url, &config.audience, config.access_ttl);
     let enc = EncodingKey::from_ed_der(&key.private_der);
