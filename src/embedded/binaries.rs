@@ -144,7 +144,7 @@ impl Search {
 }
 
 /// The major version of the `postgres` binary in `dir` (`15`, `9.6`), from `--version`.
-fn server_major(dir: &Path) -> Option<String> {
+pub fn server_major(dir: &Path) -> Option<String> {
     let out = std::process::Command::new(dir.join("postgres"))
         .arg("--version")
         .stderr(std::process::Stdio::null())

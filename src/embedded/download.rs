@@ -45,13 +45,29 @@ const MAX_BINDIR_DEPTH: usize = 6;
 /// The Rust target triple postgresql-binaries publishes archives for that matches this build
 /// of authd; `None` on other platforms.
 pub fn target() -> Option<&'static str> {
-    if cfg!(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")) {
+    if cfg!(all(
+        target_os = "linux",
+        target_arch = "x86_64",
+        target_env = "gnu"
+    )) {
         Some("x86_64-unknown-linux-gnu")
-    } else if cfg!(all(target_os = "linux", target_arch = "x86_64", target_env = "musl")) {
+    } else if cfg!(all(
+        target_os = "linux",
+        target_arch = "x86_64",
+        target_env = "musl"
+    )) {
         Some("x86_64-unknown-linux-musl")
-    } else if cfg!(all(target_os = "linux", target_arch = "aarch64", target_env = "gnu")) {
+    } else if cfg!(all(
+        target_os = "linux",
+        target_arch = "aarch64",
+        target_env = "gnu"
+    )) {
         Some("aarch64-unknown-linux-gnu")
-    } else if cfg!(all(target_os = "linux", target_arch = "aarch64", target_env = "musl")) {
+    } else if cfg!(all(
+        target_os = "linux",
+        target_arch = "aarch64",
+        target_env = "musl"
+    )) {
         Some("aarch64-unknown-linux-musl")
     } else if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
         Some("aarch64-apple-darwin")
@@ -109,7 +125,10 @@ pub fn cache_root(
     is_root: bool,
 ) -> Result<PathBuf, String> {
     let sub = Path::new("authd/postgresql");
-    if let Some(xdg) = xdg_cache_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
+    if let Some(xdg) = xdg_cache_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         return Ok(xdg.join(sub));
     }
     if is_root {
@@ -117,9 +136,11 @@ pub fn cache_root(
     }
     match home.map(PathBuf::from).filter(|p| p.is_absolute()) {
         Some(home) => Ok(home.join(".cache").join(sub)),
-        None => Err("neither XDG_CACHE_HOME nor HOME is set, so there is no place to cache a \
+        None => Err(
+            "neither XDG_CACHE_HOME nor HOME is set, so there is no place to cache a \
                      downloaded PostgreSQL; set XDG_CACHE_HOME"
-            .into()),
+                .into(),
+        ),
     }
 }
 
@@ -214,10 +235,6 @@ fn download_into(
         .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let archive = work.join("archive.tar.gz");
     let url = redacted(&source.archive_url());
-    eprintln!(
-        "authd: downloading PostgreSQL {} from {url} (once; it is cached for later starts)",
-        source.version
-    );
     let started = Instant::now();
     let (bytes, actual) = runtime.block_on(async {
         let client = reqwest::Client::builder()
@@ -226,26 +243,38 @@ fn download_into(
             .user_agent(concat!("authd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let checksum_url = source.checksum_url();
         let mut checksum = Vec::new();
-        fetch(&client, &source.checksum_url(), MAX_CHECKSUM_BYTES, |chunk| {
+        let response = open(&client, &checksum_url, MAX_CHECKSUM_BYTES).await?;
+        read_body(response, &checksum_url, MAX_CHECKSUM_BYTES, |chunk| {
             checksum.extend_from_slice(chunk);
             Ok(())
         })
         .await?;
-        let expected = parse_checksum(&checksum).ok_or_else(|| {
-            format!(
-                "{} is not a SHA-256 checksum",
-                redacted(&source.checksum_url())
-            )
-        })?;
+        let expected = parse_checksum(&checksum)
+            .ok_or_else(|| format!("{} is not a SHA-256 checksum", redacted(&checksum_url)))?;
+        let response = open(&client, &source.archive_url(), MAX_ARCHIVE_BYTES).await?;
+        eprintln!(
+            "authd: downloading PostgreSQL {}{} from {url} (once; later starts use the cache)",
+            source.version,
+            response
+                .content_length()
+                .map(|len| format!(" ({})", mebibytes(len)))
+                .unwrap_or_default()
+        );
         let mut file = File::create(&archive)
             .map_err(|e| format!("cannot write {}: {e}", archive.display()))?;
         let mut sha = digest::Context::new(&digest::SHA256);
-        let bytes = fetch(&client, &source.archive_url(), MAX_ARCHIVE_BYTES, |chunk| {
-            sha.update(chunk);
-            file.write_all(chunk)
-                .map_err(|e| format!("cannot write {}: {e}", archive.display()))
-        })
+        let bytes = read_body(
+            response,
+            &source.archive_url(),
+            MAX_ARCHIVE_BYTES,
+            |chunk| {
+                sha.update(chunk);
+                file.write_all(chunk)
+                    .map_err(|e| format!("cannot write {}: {e}", archive.display()))
+            },
+        )
         .await?;
         file.sync_all()
             .map_err(|e| format!("cannot write {}: {e}", archive.display()))?;
@@ -260,44 +289,69 @@ fn download_into(
     })?;
     unpack(&archive, &work.join("tree"))?;
     eprintln!(
-        "authd: downloaded PostgreSQL {} ({:.1} MiB in {:.1} s, SHA-256 {actual} verified)",
+        "authd: downloaded PostgreSQL {} ({} in {:.1} s, SHA-256 {actual} verified)",
         source.version,
-        bytes as f64 / (1024.0 * 1024.0),
+        mebibytes(bytes),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// GETs `url`, handing each chunk of the body to `sink`; returns the body's length. Errors: no
-/// answer, a status other than 2xx, a body larger than `max` bytes, or what `sink` returns.
-async fn fetch(
-    client: &reqwest::Client,
+/// `12.3 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// GETs `url` and returns the response once its status is 2xx. Errors: no answer, another
+/// status, or an announced length above `max` bytes.
+async fn open(client: &reqwest::Client, url: &str, max: u64) -> Result<reqwest::Response, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot download {}: {}", redacted(url), error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "cannot download {}: the server answered {}",
+            redacted(url),
+            response.status()
+        ));
+    }
+    if response.content_length().is_some_and(|len| len > max) {
+        return Err(format!(
+            "cannot download {}: larger than {max} bytes",
+            redacted(url)
+        ));
+    }
+    Ok(response)
+}
+
+/// Hands each chunk of `response`'s body (from `url`) to `sink`; returns the body's length.
+/// Errors: the transfer fails or stalls, the body grows past `max` bytes, or `sink` fails.
+async fn read_body(
+    mut response: reqwest::Response,
     url: &str,
     max: u64,
     mut sink: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<u64, String> {
-    let shown = redacted(url);
-    let failed = |e: reqwest::Error| format!("cannot download {shown}: {}", error_chain(&e));
-    let mut response = client.get(url).send().await.map_err(failed)?;
-    if !response.status().is_success() {
-        return Err(format!(
-            "cannot download {shown}: the server answered {}",
-            response.status()
-        ));
-    }
-    let too_large = || format!("cannot download {shown}: larger than {max} bytes");
-    if response.content_length().is_some_and(|len| len > max) {
-        return Err(too_large());
-    }
     let mut total: u64 = 0;
-    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| format!("cannot download {}: {}", redacted(url), error_chain(&e)))?;
+        let Some(chunk) = chunk else {
+            return Ok(total);
+        };
         total += chunk.len() as u64;
         if total > max {
-            return Err(too_large());
+            return Err(format!(
+                "cannot download {}: larger than {max} bytes",
+                redacted(url)
+            ));
         }
         sink(&chunk)?;
     }
-    Ok(total)
 }
 
 /// An error and its sources, `: `-separated, without the URL reqwest puts in its own message
@@ -367,7 +421,8 @@ fn remove_partials(root: &Path, name: &str) {
 fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
     use tar::EntryType;
     let corrupt = |e: std::io::Error| format!("the downloaded archive is corrupt: {e}");
-    let file = File::open(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+    let file =
+        File::open(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
     let mkdir = |dir: &Path| {
         std::fs::DirBuilder::new()
@@ -401,10 +456,7 @@ fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
             return Err(unsafe_entry());
         }
         if out.symlink_metadata().is_ok() {
-            return Err(format!(
-                "the archive holds {} twice",
-                rel.display()
-            ));
+            return Err(format!("the archive holds {} twice", rel.display()));
         }
         if let Some(parent) = out.parent() {
             mkdir(parent)?;
@@ -499,7 +551,10 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
 fn find_bindir(tree: &Path) -> Result<PathBuf, String> {
     let mut level = vec![tree.to_path_buf()];
     for _ in 0..=MAX_BINDIR_DEPTH {
-        if let Some(found) = level.iter().find(|d| super::binaries::has_server_binaries(d)) {
+        if let Some(found) = level
+            .iter()
+            .find(|d| super::binaries::has_server_binaries(d))
+        {
             return Ok(found.clone());
         }
         let mut next: Vec<PathBuf> = level
@@ -525,7 +580,9 @@ mod tests {
     #[test]
     fn urls_follow_the_release_layout() {
         let source = Source {
-            base_url: "https://mirror.example.test/pg/".trim_end_matches('/').into(),
+            base_url: "https://mirror.example.test/pg/"
+                .trim_end_matches('/')
+                .into(),
             version: "17.5.0".into(),
             target: "x86_64-unknown-linux-gnu".into(),
         };
@@ -621,13 +678,21 @@ mod tests {
         let mut builder = tar::Builder::new(gz);
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
-        header.set_size(if kind == tar::EntryType::Regular { 3 } else { 0 });
+        header.set_size(if kind == tar::EntryType::Regular {
+            3
+        } else {
+            0
+        });
         header.set_mode(0o644);
         let bytes = header.as_mut_bytes();
         bytes[..name.len()].copy_from_slice(name.as_bytes());
         bytes[157..157 + link.len()].copy_from_slice(link.as_bytes());
         header.set_cksum();
-        let data: &[u8] = if kind == tar::EntryType::Regular { b"bad" } else { b"" };
+        let data: &[u8] = if kind == tar::EntryType::Regular {
+            b"bad"
+        } else {
+            b""
+        };
         builder.append(&header, data).unwrap();
         builder.into_inner().unwrap().finish().unwrap();
         path

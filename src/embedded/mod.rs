@@ -253,9 +253,10 @@ struct Binaries {
 impl Binaries {
     /// The bin directory to run, and where it came from (for the start-up line): this
     /// machine's binaries (of `major`, the existing cluster's version, if any), else the
-    /// downloaded build, when that is the same major version. A directory given in
-    /// AUTHD_POSTGRES_BINDIR is used or refused, never replaced by a download;
-    /// [`DOWNLOAD_BINDIR`] skips this machine's binaries. Errors: one line each.
+    /// downloaded build (only tried for a cluster of [`download::MAJOR`], and checked to be of
+    /// `major` once there). A directory given in AUTHD_POSTGRES_BINDIR is used or refused,
+    /// never replaced by a download; [`DOWNLOAD_BINDIR`] skips this machine's binaries.
+    /// Errors: one line each.
     fn locate(
         &self,
         major: Option<&str>,
@@ -277,16 +278,6 @@ impl Binaries {
                 Err(e) => e,
             }
         };
-        if let Some(major) = major
-            && major != download::MAJOR
-        {
-            bail!(
-                "{not_found}: the embedded database was made by PostgreSQL {major} and authd \
-                 downloads PostgreSQL {}; install PostgreSQL {major} and set \
-                 AUTHD_POSTGRES_BINDIR to its bin directory",
-                download::MAJOR
-            );
-        }
         let Some(source) = download::Source::pinned(&self.download_url) else {
             bail!(
                 "{not_found}, and no prebuilt PostgreSQL is published for this platform ({}-{}) \
@@ -302,14 +293,24 @@ impl Binaries {
             user::effective_uid() == 0,
         )
         .map_err(anyhow::Error::msg)?;
-        let (bindir, fetched) = download::ensure(&source, &cache, account, &self.runtime)
-            .map_err(|e| {
+        let (bindir, fetched) =
+            download::ensure(&source, &cache, account, &self.runtime).map_err(|e| {
                 anyhow!(
                     "{e}; install PostgreSQL (the server package), set \
                      AUTHD_POSTGRES_DOWNLOAD_URL to a reachable copy, or set DATABASE_URL to a \
                      PostgreSQL server"
                 )
             })?;
+        if let Some(major) = major
+            && binaries::server_major(&bindir).as_deref() != Some(major)
+        {
+            bail!(
+                "the embedded database was made by PostgreSQL {major} and the downloaded \
+                 PostgreSQL in {} is another version; install PostgreSQL {major} and set \
+                 AUTHD_POSTGRES_BINDIR to its bin directory",
+                bindir.display()
+            );
+        }
         let origin = match fetched {
             download::Fetched::Downloaded(url) => {
                 format!("PostgreSQL {} downloaded from {url}", source.version)

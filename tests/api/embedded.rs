@@ -12,6 +12,8 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+mod download;
+
 /// A data directory under the system's temp dir. Dropping it stops any postgres still running
 /// on it, then deletes it (with the parents it was made in, see [`DataDir::nested`]).
 struct DataDir(PathBuf, PathBuf);
@@ -69,11 +71,14 @@ impl Drop for Authd {
 
 impl Authd {
     async fn start(dir: &DataDir) -> Self {
-        let (child, base) = spawn_authd_process(
-            "embedded",
-            &[("AUTHD_DATA_DIR", dir.path().to_str().unwrap())],
-        )
-        .await;
+        Self::start_with(dir, &[]).await
+    }
+
+    /// [`Self::start`] with more environment variables.
+    async fn start_with(dir: &DataDir, env: &[(&str, &str)]) -> Self {
+        let mut env = env.to_vec();
+        env.push(("AUTHD_DATA_DIR", dir.path().to_str().unwrap()));
+        let (child, base) = spawn_authd_process("embedded", &env).await;
         Self { child, base }
     }
 
