@@ -15,8 +15,9 @@ use axum::{http::StatusCode, response::IntoResponse};
 
 use super::*;
 
-/// An HTTP server on 127.0.0.1 answering `….tar.gz` with one archive and `….tar.gz.sha256`
-/// with one checksum file, recording the path of every request. Stops when dropped.
+/// An HTTP server on 127.0.0.1 answering `….tar.gz` with one archive (once `gate` says so,
+/// polled for up to 30 s) and `….tar.gz.sha256` with one checksum file, recording the path of
+/// every request. Stops when dropped.
 struct Mirror {
     base: String,
     requests: Arc<Mutex<Vec<String>>>,
@@ -31,17 +32,27 @@ impl Drop for Mirror {
 
 impl Mirror {
     async fn serve(archive: Vec<u8>, checksum: String) -> Self {
+        Self::serve_gated(archive, checksum, Arc::new(|| true)).await
+    }
+
+    async fn serve_gated(archive: Vec<u8>, checksum: String, gate: Gate) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let archive = axum::body::Bytes::from(archive);
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
             let (seen, archive, checksum) = (seen.clone(), archive.clone(), checksum.clone());
+            let gate = gate.clone();
             async move {
                 let path = uri.path().to_string();
                 seen.lock().unwrap().push(path.clone());
                 if path.ends_with(".tar.gz.sha256") {
                     checksum.into_response()
                 } else if path.ends_with(".tar.gz") {
+                    eventually(Duration::from_secs(30), || {
+                        let open = gate();
+                        async move { open }
+                    })
+                    .await;
                     archive.into_response()
                 } else {
                     StatusCode::NOT_FOUND.into_response()
@@ -64,6 +75,9 @@ impl Mirror {
         self.requests.lock().unwrap().clone()
     }
 }
+
+/// When the mirror may answer with the archive.
+type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
@@ -170,6 +184,13 @@ async fn a_machine_without_postgres_downloads_it_once_verifies_it_and_serves() {
         ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
         ("XDG_CACHE_HOME", cache.to_str().unwrap()),
     ];
+
+    // What an interrupted download left: removed, never used.
+    let partial = cache
+        .join("authd/postgresql")
+        .join(format!(".{}.partial-4000000", archive_name()));
+    std::fs::create_dir_all(partial.join("tree/bin")).unwrap();
+    std::fs::write(partial.join("archive.tar.gz"), b"half").unwrap();
 
     let first = Authd::start_with(&dir, &env).await;
     let pg = postmaster(&dir.pgdata()).expect("a postgres serves the data directory");
@@ -305,4 +326,70 @@ fn an_unreachable_download_url_is_one_line() {
         cache_entries(&cache),
         vec![format!("{}.lock", archive_name())]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authd_starting_at_once_download_once() {
+    let (one, two) = (DataDir::new(), DataDir::new());
+    let cache = one.1.join("cache");
+    let archive = machine_postgres_archive();
+    let checksum = format!("{}  {}.tar.gz\n", sha256_hex(&archive), archive_name());
+    // The archive is sent once the second authd has taken its data directory, i.e. while it
+    // is about to look at the cache the first one is filling.
+    let second_started = two.path().join("authd.lock");
+    let gate: Gate = Arc::new(move || second_started.exists());
+    let mirror = Mirror::serve_gated(archive, checksum, gate).await;
+    let env = [
+        ("AUTHD_POSTGRES_BINDIR", "download"),
+        ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
+        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+    ];
+
+    let first = authd_cli_with(&one, &env);
+    let second = async {
+        let asked = eventually(Duration::from_secs(30), || async {
+            !mirror.requests().is_empty()
+        })
+        .await;
+        assert!(asked, "the first authd asks the mirror");
+        authd_cli_with(&two, &env).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_succeeded(&first);
+    assert_succeeded(&second);
+    let archives = mirror
+        .requests()
+        .iter()
+        .filter(|p| p.ends_with(".tar.gz"))
+        .count();
+    assert_eq!(archives, 1, "one download for both");
+    assert_eq!(
+        cache_entries(&cache),
+        vec![archive_name(), format!("{}.lock", archive_name())]
+    );
+}
+
+/// Run as root, PostgreSQL runs as an unprivileged account, which must be able to reach the
+/// cache: a cache inside a directory only root may enter is refused before any download.
+#[test]
+fn a_cache_the_postgres_account_cannot_enter_is_one_line() {
+    use std::os::unix::fs::PermissionsExt;
+    if !running_as_root() {
+        return;
+    }
+    let dir = DataDir::new();
+    let private = dir.1.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let base = format!("http://127.0.0.1:{}/releases", free_port());
+    let line = failing_start(
+        dir.path(),
+        &[
+            ("AUTHD_POSTGRES_BINDIR", "download"),
+            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
+            ("XDG_CACHE_HOME", private.join("cache").to_str().unwrap()),
+        ],
+    );
+    assert!(line.contains(private.to_str().unwrap()), "{line}");
+    assert!(line.contains("XDG_CACHE_HOME"), "{line}");
 }
