@@ -433,12 +433,19 @@ fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
     };
     mkdir(dest)?;
     let mut unpacked: u64 = 0;
+    let mut links: Vec<PathBuf> = Vec::new();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw = entry.path().map_err(corrupt)?.into_owned();
         let unsafe_entry = || format!("the archive holds an unsafe path: {}", raw.display());
         let rel = safe_relative(&raw).ok_or_else(unsafe_entry)?;
         let out = dest.join(&rel);
+        if through_link(dest, &rel) {
+            return Err(format!(
+                "the archive puts {} under a link (a way out of it)",
+                rel.display()
+            ));
+        }
         let kind = entry.header().entry_type();
         if kind == EntryType::Directory {
             mkdir(&out)?;
@@ -475,6 +482,7 @@ fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
                         target.display()
                     ));
                 }
+                links.push(rel.clone());
                 std::os::unix::fs::symlink(&target, &out)
             }
             EntryType::Link => {
@@ -484,6 +492,18 @@ fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
                     .ok_or_else(unsafe_entry)?
                     .into_owned();
                 let target = safe_relative(&target).ok_or_else(unsafe_entry)?;
+                let is_file = dest
+                    .join(&target)
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_file());
+                if through_link(dest, &target) || !is_file {
+                    return Err(format!(
+                        "the archive holds a hard link to something other than a file in it: \
+                         {} -> {}",
+                        rel.display(),
+                        target.display()
+                    ));
+                }
                 std::fs::hard_link(dest.join(target), &out)
             }
             _ => {
@@ -504,7 +524,68 @@ fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
         };
         written.map_err(|e| format!("cannot unpack {}: {e}", rel.display()))?;
     }
+    // Each link looked inside by its text; followed through the links around it, it must be too.
+    if let Some(link) = links.iter().find(|link| !resolves_inside(dest, link)) {
+        return Err(format!(
+            "the archive holds a link leading outside it: {}",
+            link.display()
+        ));
+    }
     Ok(())
+}
+
+/// Whether a directory on the way to `rel` (under `dest`) is a symbolic link: writing there
+/// would land wherever the link points.
+fn through_link(dest: &Path, rel: &Path) -> bool {
+    rel.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .any(|a| {
+            dest.join(a)
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        })
+}
+
+/// Whether `rel` (under `dest`), followed through every symbolic link on the way (at most 40,
+/// as the kernel does), stays under `dest`. A missing part ends the links to follow, not the
+/// check.
+fn resolves_inside(dest: &Path, rel: &Path) -> bool {
+    let mut todo: std::collections::VecDeque<OsString> =
+        rel.iter().map(|part| part.to_os_string()).collect();
+    let mut at = PathBuf::new();
+    let mut hops = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            if !at.pop() {
+                return false;
+            }
+            continue;
+        }
+        if part == "." {
+            continue;
+        }
+        at.push(&part);
+        let here = dest.join(&at);
+        if !here
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            continue;
+        }
+        hops += 1;
+        let Ok(target) = std::fs::read_link(&here) else {
+            return false;
+        };
+        if hops > 40 || target.is_absolute() {
+            return false;
+        }
+        at.pop();
+        for step in target.iter().rev() {
+            todo.push_front(step.to_os_string());
+        }
+    }
+    true
 }
 
 /// `path` as a relative path of plain names (`./` parts dropped); `None` if it is absolute or
@@ -667,33 +748,28 @@ mod tests {
         assert!(!link_stays_inside(Path::new("top"), Path::new("..")));
     }
 
-    /// A tar.gz with one entry named `name` (bypassing the tar crate's own path checks, as a
-    /// hostile archive would) unpacks to nothing outside `dest`.
-    fn hostile_archive(dir: &Path, name: &str, kind: tar::EntryType, link: &str) -> PathBuf {
+    /// A tar.gz of `entries` (name, kind, link target), written byte by byte to bypass the
+    /// tar crate's own path checks, as a hostile archive would be.
+    fn hostile_archive(dir: &Path, entries: &[(&str, tar::EntryType, &str)]) -> PathBuf {
         let path = dir.join("hostile.tar.gz");
         let gz = flate2::write::GzEncoder::new(
             File::create(&path).unwrap(),
             flate2::Compression::fast(),
         );
         let mut builder = tar::Builder::new(gz);
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(kind);
-        header.set_size(if kind == tar::EntryType::Regular {
-            3
-        } else {
-            0
-        });
-        header.set_mode(0o644);
-        let bytes = header.as_mut_bytes();
-        bytes[..name.len()].copy_from_slice(name.as_bytes());
-        bytes[157..157 + link.len()].copy_from_slice(link.as_bytes());
-        header.set_cksum();
-        let data: &[u8] = if kind == tar::EntryType::Regular {
-            b"bad"
-        } else {
-            b""
-        };
-        builder.append(&header, data).unwrap();
+        for &(name, kind, link) in entries {
+            let regular = kind == tar::EntryType::Regular;
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(if regular { 3 } else { 0 });
+            header.set_mode(0o644);
+            let bytes = header.as_mut_bytes();
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            bytes[157..157 + link.len()].copy_from_slice(link.as_bytes());
+            header.set_cksum();
+            let data: &[u8] = if regular { b"bad" } else { b"" };
+            builder.append(&header, data).unwrap();
+        }
         builder.into_inner().unwrap().finish().unwrap();
         path
     }
@@ -702,24 +778,49 @@ mod tests {
     fn hostile_archives_are_refused() {
         let dir = std::env::temp_dir().join(format!("authd-unpack-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let cases = [
-            ("../escaped", tar::EntryType::Regular, ""),
-            ("/tmp/escaped", tar::EntryType::Regular, ""),
-            ("pg/lib/evil", tar::EntryType::Symlink, "../../../etc"),
-            ("pg/lib/abs", tar::EntryType::Symlink, "/etc/passwd"),
-            ("pg/hard", tar::EntryType::Link, "../etc/passwd"),
+        use tar::EntryType::{Link, Regular, Symlink};
+        let cases: &[&[(&str, tar::EntryType, &str)]] = &[
+            &[("../escaped", Regular, "")],
+            &[("/tmp/escaped", Regular, "")],
+            &[("pg/lib/evil", Symlink, "../../../etc")],
+            &[("pg/lib/abs", Symlink, "/etc/passwd")],
+            &[("pg/hard", Link, "../etc/passwd")],
+            // Lexically inside, but written through a link that points up.
+            &[("d/up", Symlink, ".."), ("d/up/x/y", Symlink, "../../..")],
+            // Lexically inside, but out once the links it passes through are followed.
+            &[("a", Symlink, "."), ("b", Symlink, "a/a/a/../..")],
+            &[("early", Symlink, "later/.."), ("later", Symlink, ".")],
+            // A hard link to a link would re-aim it from another place.
+            &[("pg/l", Symlink, "x"), ("h", Link, "pg/l")],
         ];
-        for (name, kind, link) in cases {
-            let archive = hostile_archive(&dir, name, kind, link);
+        for entries in cases {
+            let archive = hostile_archive(&dir, entries);
             let dest = dir.join("tree");
             let err = unpack(&archive, &dest).unwrap_err();
             assert!(
-                err.contains("unsafe path") || err.contains("outside"),
-                "{name}: {err}"
+                err.contains("unsafe path")
+                    || err.contains("outside")
+                    || err.contains("under a link")
+                    || err.contains("hard link"),
+                "{entries:?}: {err}"
             );
             assert!(!dir.join("escaped").exists());
             let _ = std::fs::remove_dir_all(&dest);
         }
+        // Links inside, however they get there, are fine.
+        let fine: &[(&str, tar::EntryType, &str)] = &[
+            ("pg/lib/libpq.so.5", Regular, ""),
+            ("pg/lib/libpq.so", Symlink, "libpq.so.5"),
+            ("pg/bin/postmaster", Symlink, "../lib/libpq.so"),
+            ("pg/here", Symlink, "."),
+            ("pg/copy", Link, "pg/lib/libpq.so.5"),
+        ];
+        let dest = dir.join("tree");
+        unpack(&hostile_archive(&dir, fine), &dest).unwrap();
+        assert_eq!(
+            std::fs::read(dest.join("pg/bin/postmaster")).unwrap(),
+            b"bad"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
