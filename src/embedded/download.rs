@@ -7,14 +7,14 @@
 //! unpacked archive (it only appears, by a rename, once everything in it is written);
 //! `<cache>/<version>-<target>.lock` serialises authd processes downloading at once;
 //! `<cache>/.<version>-<target>.partial-*` is work in progress, removed by the next download
-//! when an earlier one was interrupted.
+//! when an earlier one was interrupted. Unpacking is [`super::unpack`]'s.
 
 use std::{
     ffi::OsString,
     fs::File,
-    io::{BufReader, Write},
+    io::Write,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -32,8 +32,6 @@ pub const DEFAULT_BASE_URL: &str =
 
 /// Largest archive accepted, in bytes (the real ones are tens of MiB).
 const MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
-/// Largest total size of the files an archive may unpack to, in bytes.
-const MAX_UNPACKED_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Largest `.sha256` file accepted, in bytes.
 const MAX_CHECKSUM_BYTES: u64 = 4096;
 /// How long connecting may take, and how long a download may go without receiving data.
@@ -42,40 +40,37 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How deep under the unpacked archive the directory with `initdb` and `postgres` may be.
 const MAX_BINDIR_DEPTH: usize = 6;
 
-/// The Rust target triple postgresql-binaries publishes archives for that matches this build
-/// of authd; `None` on other platforms.
+/// The targets postgresql-binaries publishes archives for that authd supports: `(OS, arch,
+/// C library, Rust target triple)`, the first three as `std::env::consts` and `target_env`
+/// name them.
+const PUBLISHED: [(&str, &str, &str, &str); 6] = [
+    ("linux", "x86_64", "gnu", "x86_64-unknown-linux-gnu"),
+    ("linux", "x86_64", "musl", "x86_64-unknown-linux-musl"),
+    ("linux", "aarch64", "gnu", "aarch64-unknown-linux-gnu"),
+    ("linux", "aarch64", "musl", "aarch64-unknown-linux-musl"),
+    ("macos", "aarch64", "", "aarch64-apple-darwin"),
+    ("macos", "x86_64", "", "x86_64-apple-darwin"),
+];
+
+/// The target triple of this build of authd if archives are published for it; `None` on
+/// other platforms.
 pub fn target() -> Option<&'static str> {
-    if cfg!(all(
-        target_os = "linux",
-        target_arch = "x86_64",
-        target_env = "gnu"
-    )) {
-        Some("x86_64-unknown-linux-gnu")
-    } else if cfg!(all(
-        target_os = "linux",
-        target_arch = "x86_64",
-        target_env = "musl"
-    )) {
-        Some("x86_64-unknown-linux-musl")
-    } else if cfg!(all(
-        target_os = "linux",
-        target_arch = "aarch64",
-        target_env = "gnu"
-    )) {
-        Some("aarch64-unknown-linux-gnu")
-    } else if cfg!(all(
-        target_os = "linux",
-        target_arch = "aarch64",
-        target_env = "musl"
-    )) {
-        Some("aarch64-unknown-linux-musl")
-    } else if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
-        Some("aarch64-apple-darwin")
-    } else if cfg!(all(target_os = "macos", target_arch = "x86_64")) {
-        Some("x86_64-apple-darwin")
+    let libc = if cfg!(target_env = "gnu") {
+        "gnu"
+    } else if cfg!(target_env = "musl") {
+        "musl"
     } else {
-        None
-    }
+        ""
+    };
+    published(std::env::consts::OS, std::env::consts::ARCH, libc)
+}
+
+/// The triple [`PUBLISHED`] for this OS, architecture and C library.
+fn published(os: &str, arch: &str, libc: &str) -> Option<&'static str> {
+    PUBLISHED
+        .iter()
+        .find(|t| (t.0, t.1, t.2) == (os, arch, libc))
+        .map(|t| t.3)
 }
 
 /// One archive to fetch: `base_url` (no trailing `/`), the release `version` and the target
@@ -287,7 +282,7 @@ fn download_into(
         }
         Ok((bytes, actual))
     })?;
-    unpack(&archive, &work.join("tree"))?;
+    super::unpack::unpack(&archive, &work.join("tree"))?;
     eprintln!(
         "authd: downloaded PostgreSQL {} ({} in {:.1} s, SHA-256 {actual} verified)",
         source.version,
@@ -413,218 +408,6 @@ fn remove_partials(root: &Path, name: &str) {
     }
 }
 
-/// Unpacks the gzip-compressed tar `archive` into `dest` (created): directories (mode 0755),
-/// regular files (0755 if the archive marks them executable, else 0644, so an unprivileged
-/// account can run them), and symbolic and hard links that stay inside `dest`. Errors: an
-/// entry with an absolute path or `..`, a link leading outside, an entry whose path already
-/// exists, more than [`MAX_UNPACKED_BYTES`], or a corrupt archive.
-fn unpack(archive: &Path, dest: &Path) -> Result<(), String> {
-    use tar::EntryType;
-    let corrupt = |e: std::io::Error| format!("the downloaded archive is corrupt: {e}");
-    let file =
-        File::open(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
-    let mkdir = |dir: &Path| {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-    };
-    mkdir(dest)?;
-    let mut unpacked: u64 = 0;
-    let mut links: Vec<PathBuf> = Vec::new();
-    for entry in tar.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
-        let raw = entry.path().map_err(corrupt)?.into_owned();
-        let unsafe_entry = || format!("the archive holds an unsafe path: {}", raw.display());
-        let rel = safe_relative(&raw).ok_or_else(unsafe_entry)?;
-        let out = dest.join(&rel);
-        if through_link(dest, &rel) {
-            return Err(format!(
-                "the archive puts {} under a link (a way out of it)",
-                rel.display()
-            ));
-        }
-        let kind = entry.header().entry_type();
-        if kind == EntryType::Directory {
-            mkdir(&out)?;
-            continue;
-        }
-        if !matches!(
-            kind,
-            EntryType::Regular | EntryType::Continuous | EntryType::Symlink | EntryType::Link
-        ) {
-            // Metadata records (pax, GNU long names are folded in by the tar crate), FIFOs and
-            // devices: nothing PostgreSQL needs.
-            continue;
-        }
-        if rel.as_os_str().is_empty() {
-            return Err(unsafe_entry());
-        }
-        if out.symlink_metadata().is_ok() {
-            return Err(format!("the archive holds {} twice", rel.display()));
-        }
-        if let Some(parent) = out.parent() {
-            mkdir(parent)?;
-        }
-        let written = match kind {
-            EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(unsafe_entry)?
-                    .into_owned();
-                if !link_stays_inside(&rel, &target) {
-                    return Err(format!(
-                        "the archive holds a link leading outside it: {} -> {}",
-                        rel.display(),
-                        target.display()
-                    ));
-                }
-                links.push(rel.clone());
-                std::os::unix::fs::symlink(&target, &out)
-            }
-            EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(unsafe_entry)?
-                    .into_owned();
-                let target = safe_relative(&target).ok_or_else(unsafe_entry)?;
-                let is_file = dest
-                    .join(&target)
-                    .symlink_metadata()
-                    .is_ok_and(|m| m.is_file());
-                if through_link(dest, &target) || !is_file {
-                    return Err(format!(
-                        "the archive holds a hard link to something other than a file in it: \
-                         {} -> {}",
-                        rel.display(),
-                        target.display()
-                    ));
-                }
-                std::fs::hard_link(dest.join(target), &out)
-            }
-            _ => {
-                unpacked += entry.size();
-                if unpacked > MAX_UNPACKED_BYTES {
-                    return Err(format!(
-                        "the archive unpacks to more than {MAX_UNPACKED_BYTES} bytes"
-                    ));
-                }
-                let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
-                File::options()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if executable { 0o755 } else { 0o644 })
-                    .open(&out)
-                    .and_then(|mut file| std::io::copy(&mut entry, &mut file).map(|_| ()))
-            }
-        };
-        written.map_err(|e| format!("cannot unpack {}: {e}", rel.display()))?;
-    }
-    // Each link looked inside by its text; followed through the links around it, it must be too.
-    if let Some(link) = links.iter().find(|link| !resolves_inside(dest, link)) {
-        return Err(format!(
-            "the archive holds a link leading outside it: {}",
-            link.display()
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a directory on the way to `rel` (under `dest`) is a symbolic link: writing there
-/// would land wherever the link points.
-fn through_link(dest: &Path, rel: &Path) -> bool {
-    rel.ancestors()
-        .skip(1)
-        .filter(|a| !a.as_os_str().is_empty())
-        .any(|a| {
-            dest.join(a)
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink())
-        })
-}
-
-/// Whether `rel` (under `dest`), followed through every symbolic link on the way (at most 40,
-/// as the kernel does), stays under `dest`. A missing part ends the links to follow, not the
-/// check.
-fn resolves_inside(dest: &Path, rel: &Path) -> bool {
-    let mut todo: std::collections::VecDeque<OsString> =
-        rel.iter().map(|part| part.to_os_string()).collect();
-    let mut at = PathBuf::new();
-    let mut hops = 0;
-    while let Some(part) = todo.pop_front() {
-        if part == ".." {
-            if !at.pop() {
-                return false;
-            }
-            continue;
-        }
-        if part == "." {
-            continue;
-        }
-        at.push(&part);
-        let here = dest.join(&at);
-        if !here
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            continue;
-        }
-        hops += 1;
-        let Ok(target) = std::fs::read_link(&here) else {
-            return false;
-        };
-        if hops > 40 || target.is_absolute() {
-            return false;
-        }
-        at.pop();
-        for step in target.iter().rev() {
-            todo.push_front(step.to_os_string());
-        }
-    }
-    true
-}
-
-/// `path` as a relative path of plain names (`./` parts dropped); `None` if it is absolute or
-/// has `..` in it.
-fn safe_relative(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::Normal(name) => out.push(name),
-            Component::CurDir => {}
-            Component::RootDir | Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-/// Whether a symbolic link at `link` (relative to the archive's root) pointing to `target`
-/// resolves, by its text alone, to a place inside the archive: a relative target whose `..`
-/// never climbs above the root.
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    let mut depth: Vec<&std::ffi::OsStr> = link
-        .parent()
-        .map(|p| p.iter().collect())
-        .unwrap_or_default();
-    for part in target.components() {
-        match part {
-            Component::Normal(name) => depth.push(name),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
-}
-
 /// The directory holding `initdb` and `postgres` in an unpacked archive: `<name>/bin` in the
 /// postgresql-binaries archives, found by a breadth-first search so that a mirror's archive may
 /// keep another layout (e.g. Debian's `usr/lib/postgresql/<v>/bin`, whose `share` lives four
@@ -687,6 +470,16 @@ mod tests {
         }
         assert!(VERSION.starts_with(&format!("{MAJOR}.")));
         assert_eq!(
+            published("linux", "aarch64", "musl"),
+            Some("aarch64-unknown-linux-musl")
+        );
+        assert_eq!(
+            published("macos", "aarch64", ""),
+            Some("aarch64-apple-darwin")
+        );
+        assert_eq!(published("freebsd", "x86_64", ""), None);
+        assert_eq!(published("linux", "riscv64", "gnu"), None);
+        assert_eq!(
             redacted("https://user:hunter2@mirror.example.test/pg"),
             "https://user:redacted@mirror.example.test/pg"
         );
@@ -727,100 +520,5 @@ mod tests {
         );
         assert_eq!(parse_checksum(b"<html>not found</html>"), None);
         assert_eq!(hex(&[0, 15, 255]), "000fff");
-    }
-
-    #[test]
-    fn archive_paths_are_sanitised() {
-        assert_eq!(
-            safe_relative(Path::new("./postgresql/bin/postgres")),
-            Some(PathBuf::from("postgresql/bin/postgres"))
-        );
-        assert_eq!(safe_relative(Path::new("/etc/passwd")), None);
-        assert_eq!(safe_relative(Path::new("pg/../../etc/passwd")), None);
-        assert_eq!(safe_relative(Path::new("..")), None);
-
-        let link = Path::new("pg/lib/libpq.so");
-        assert!(link_stays_inside(link, Path::new("libpq.so.5")));
-        assert!(link_stays_inside(link, Path::new("../bin/postgres")));
-        assert!(link_stays_inside(link, Path::new("../../pg/lib/x")));
-        assert!(!link_stays_inside(link, Path::new("../../../etc/passwd")));
-        assert!(!link_stays_inside(link, Path::new("/usr/lib/libpq.so")));
-        assert!(!link_stays_inside(Path::new("top"), Path::new("..")));
-    }
-
-    /// A tar.gz of `entries` (name, kind, link target), written byte by byte to bypass the
-    /// tar crate's own path checks, as a hostile archive would be.
-    fn hostile_archive(dir: &Path, entries: &[(&str, tar::EntryType, &str)]) -> PathBuf {
-        let path = dir.join("hostile.tar.gz");
-        let gz = flate2::write::GzEncoder::new(
-            File::create(&path).unwrap(),
-            flate2::Compression::fast(),
-        );
-        let mut builder = tar::Builder::new(gz);
-        for &(name, kind, link) in entries {
-            let regular = kind == tar::EntryType::Regular;
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(kind);
-            header.set_size(if regular { 3 } else { 0 });
-            header.set_mode(0o644);
-            let bytes = header.as_mut_bytes();
-            bytes[..name.len()].copy_from_slice(name.as_bytes());
-            bytes[157..157 + link.len()].copy_from_slice(link.as_bytes());
-            header.set_cksum();
-            let data: &[u8] = if regular { b"bad" } else { b"" };
-            builder.append(&header, data).unwrap();
-        }
-        builder.into_inner().unwrap().finish().unwrap();
-        path
-    }
-
-    #[test]
-    fn hostile_archives_are_refused() {
-        let dir = std::env::temp_dir().join(format!("authd-unpack-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        use tar::EntryType::{Link, Regular, Symlink};
-        let cases: &[&[(&str, tar::EntryType, &str)]] = &[
-            &[("../escaped", Regular, "")],
-            &[("/tmp/escaped", Regular, "")],
-            &[("pg/lib/evil", Symlink, "../../../etc")],
-            &[("pg/lib/abs", Symlink, "/etc/passwd")],
-            &[("pg/hard", Link, "../etc/passwd")],
-            // Lexically inside, but written through a link that points up.
-            &[("d/up", Symlink, ".."), ("d/up/x/y", Symlink, "../../..")],
-            // Lexically inside, but out once the links it passes through are followed.
-            &[("a", Symlink, "."), ("b", Symlink, "a/a/a/../..")],
-            &[("early", Symlink, "later/.."), ("later", Symlink, ".")],
-            // A hard link to a link would re-aim it from another place.
-            &[("pg/l", Symlink, "x"), ("h", Link, "pg/l")],
-        ];
-        for entries in cases {
-            let archive = hostile_archive(&dir, entries);
-            let dest = dir.join("tree");
-            let err = unpack(&archive, &dest).unwrap_err();
-            assert!(
-                err.contains("unsafe path")
-                    || err.contains("outside")
-                    || err.contains("under a link")
-                    || err.contains("hard link"),
-                "{entries:?}: {err}"
-            );
-            assert!(!dir.join("escaped").exists());
-            let _ = std::fs::remove_dir_all(&dest);
-        }
-        // Links inside, however they get there, are fine.
-        let fine: &[(&str, tar::EntryType, &str)] = &[
-            ("pg/lib/libpq.so.5", Regular, ""),
-            ("pg/lib/libpq.so", Symlink, "libpq.so.5"),
-            ("pg/bin/postmaster", Symlink, "../lib/libpq.so"),
-            ("pg/here", Symlink, "."),
-            ("pg/copy", Link, "pg/lib/libpq.so.5"),
-        ];
-        let dest = dir.join("tree");
-        unpack(&hostile_archive(&dir, fine), &dest).unwrap();
-        assert_eq!(
-            std::fs::read(dest.join("pg/bin/postmaster")).unwrap(),
-            b"bad"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

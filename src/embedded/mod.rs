@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod download;
 pub mod lock;
 pub mod process;
+mod unpack;
 pub mod user;
 
 use std::{
