@@ -275,10 +275,20 @@ mod tests {
         path
     }
 
+    /// Removed when dropped, also when the test fails.
+    struct TempDir(PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn hostile_archives_are_refused() {
-        let dir = std::env::temp_dir().join(format!("authd-unpack-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let guard =
+            TempDir(std::env::temp_dir().join(format!("authd-unpack-{}", uuid::Uuid::new_v4())));
+        let dir = guard.0.as_path();
+        std::fs::create_dir_all(dir).unwrap();
         use tar::EntryType::{Link, Regular, Symlink};
         let cases: &[&[(&str, tar::EntryType, &str)]] = &[
             &[("../escaped", Regular, "")],
@@ -295,7 +305,7 @@ mod tests {
             &[("pg/l", Symlink, "x"), ("h", Link, "pg/l")],
         ];
         for entries in cases {
-            let archive = hostile_archive(&dir, entries);
+            let archive = hostile_archive(dir, entries);
             let dest = dir.join("tree");
             let err = unpack(&archive, &dest).unwrap_err();
             assert!(
@@ -317,11 +327,10 @@ mod tests {
             ("pg/copy", Link, "pg/lib/libpq.so.5"),
         ];
         let dest = dir.join("tree");
-        unpack(&hostile_archive(&dir, fine), &dest).unwrap();
+        unpack(&hostile_archive(dir, fine), &dest).unwrap();
         assert_eq!(
             std::fs::read(dest.join("pg/bin/postmaster")).unwrap(),
             b"bad"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
