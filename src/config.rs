@@ -40,13 +40,20 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Directory with PostgreSQL's `initdb` and `postgres` for the embedded database (unset:
-    /// `pg_config --bindir`, PATH, then the usual install locations).
+    /// `pg_config --bindir`, PATH, then the usual install locations, else a download; the word
+    /// `download`: skip this machine's binaries and use the downloaded ones).
     #[arg(
         long,
         env = "AUTHD_POSTGRES_BINDIR",
         value_name = "AUTHD_POSTGRES_BINDIR"
     )]
     pub postgres_bindir: Option<PathBuf>,
+
+    /// Base URL the embedded database downloads PostgreSQL from when this machine has none:
+    /// `<base>/<version>/postgresql-<version>-<target triple>.tar.gz` and its `.sha256` (the
+    /// layout of the postgresql-binaries GitHub releases; set it to a mirror or a local cache).
+    #[arg(long, env = "AUTHD_POSTGRES_DOWNLOAD_URL", value_name = "AUTHD_POSTGRES_DOWNLOAD_URL", default_value = crate::embedded::download::DEFAULT_BASE_URL, value_parser = parse_app_url)]
+    pub postgres_download_url: String,
 
     /// Most connections this instance opens to Postgres.
     #[arg(long, env = "AUTHD_DB_MAX_CONNECTIONS", value_name = "AUTHD_DB_MAX_CONNECTIONS", default_value = "16", value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -422,6 +429,10 @@ impl fmt::Debug for Config {
             .field("database_url_is_default", &self.database_url_is_default)
             .field("data_dir", &self.data_dir)
             .field("postgres_bindir", &self.postgres_bindir)
+            .field(
+                "postgres_download_url",
+                &crate::embedded::download::redacted(&self.postgres_download_url),
+            )
             .field("db_max_connections", &self.db_max_connections)
             .field("bind", &self.bind)
             .field("issuer", &self.issuer.url)

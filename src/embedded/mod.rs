@@ -1,6 +1,6 @@
 //! The embedded database: with DATABASE_URL unset and no server answering on the default
 //! address, or with `DATABASE_URL=embedded`, authd runs a private PostgreSQL from this
-//! machine's binaries, with its data in AUTHD_DATA_DIR (default `./authd-data`), reachable
+//! machine's binaries (else a build it downloads once and caches, see [`download`]), with its data in AUTHD_DATA_DIR (default `./authd-data`), reachable
 //! only through a Unix socket only authd's account can open, and stopped when authd stops.
 //!
 //! Layout of the data directory: `authd.lock` (one authd at a time; its content tells the CLI
@@ -9,8 +9,10 @@
 
 pub mod binaries;
 pub mod cluster;
+pub mod download;
 pub mod lock;
 pub mod process;
+mod unpack;
 pub mod user;
 
 use std::{
@@ -19,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 
 use crate::config::{Config, EMBEDDED_DATABASE_URL as EMBEDDED};
 use cluster::{Cluster, Server};
@@ -31,6 +33,8 @@ pub const DEFAULT_SERVER: &str = "localhost:5432";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The database authd uses in its embedded cluster.
 const DATABASE: &str = "authd";
+/// The AUTHD_POSTGRES_BINDIR value that skips this machine's binaries for downloaded ones.
+pub const DOWNLOAD_BINDIR: &str = "download";
 
 /// Who is asking: the server holds the data directory for its whole life and refuses to share
 /// it; a CLI command uses the server of an authd running on it, or starts one for itself.
@@ -142,10 +146,14 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
                 .map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"))
         ),
     };
-    let override_dir = config.postgres_bindir.clone();
+    let wanted = Binaries {
+        override_dir: config.postgres_bindir.clone(),
+        download_url: config.postgres_download_url.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
     let dir = data_dir.clone();
     let (server, lock) = tokio::task::spawn_blocking(move || {
-        bring_up(&dir, override_dir, previous.socket_dir.as_deref(), lock)
+        bring_up(&dir, &wanted, previous.socket_dir.as_deref(), lock)
     })
     .await?
     .map_err(|e| {
@@ -184,7 +192,7 @@ fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
 /// cluster if needed, starts it and records its socket in the lock file.
 fn bring_up(
     data_dir: &Path,
-    override_dir: Option<PathBuf>,
+    wanted: &Binaries,
     old_socket_dir: Option<&Path>,
     mut lock: DirLock,
 ) -> anyhow::Result<(Server, DirLock)> {
@@ -201,20 +209,19 @@ fn bring_up(
             );
         }
     }
-    let search = binaries::Search::from_machine(override_dir);
     let mut cluster = Cluster {
         data_dir: data_dir.to_path_buf(),
         bindir: PathBuf::new(),
         account,
     };
-    cluster.bindir = match cluster.cluster_version() {
-        Some(major) => search.find_major(&major),
-        None => search.find(),
-    }
-    .map_err(anyhow::Error::msg)?;
+    let (bindir, origin) = wanted.locate(
+        cluster.cluster_version().as_deref(),
+        cluster.account.as_ref(),
+    )?;
+    cluster.bindir = bindir;
     eprintln!(
-        "authd: using an embedded PostgreSQL ({}) with its data in {}; set DATABASE_URL to use \
-         a shared PostgreSQL server instead",
+        "authd: using an embedded PostgreSQL ({}, {origin}) with its data in {}; set \
+         DATABASE_URL to use a shared PostgreSQL server instead",
         cluster.bindir.display(),
         data_dir.display()
     );
@@ -232,6 +239,91 @@ fn bring_up(
     .context("cannot write the data directory's lock file")?;
     tracing::info!(pid = server.pid(), socket_dir = %server.socket_dir().display(), "embedded PostgreSQL is running");
     Ok((server, lock))
+}
+
+/// What the settings say about PostgreSQL's binaries.
+struct Binaries {
+    /// AUTHD_POSTGRES_BINDIR: a directory, or [`DOWNLOAD_BINDIR`].
+    override_dir: Option<PathBuf>,
+    /// AUTHD_POSTGRES_DOWNLOAD_URL.
+    download_url: String,
+    /// Runs the download's HTTP requests (the caller is on a blocking thread).
+    runtime: tokio::runtime::Handle,
+}
+
+impl Binaries {
+    /// The bin directory to run, and where it came from (for the start-up line): this
+    /// machine's binaries (of `major`, the existing cluster's version, if any), else the
+    /// downloaded build (only tried for a cluster of [`download::MAJOR`], and checked to be of
+    /// `major` once there). A directory given in AUTHD_POSTGRES_BINDIR is used or refused,
+    /// never replaced by a download; [`DOWNLOAD_BINDIR`] skips this machine's binaries.
+    /// Errors: one line each.
+    fn locate(
+        &self,
+        major: Option<&str>,
+        account: Option<&user::Account>,
+    ) -> anyhow::Result<(PathBuf, String)> {
+        let download_only = self.override_dir.as_deref() == Some(Path::new(DOWNLOAD_BINDIR));
+        let not_found = if download_only {
+            format!("AUTHD_POSTGRES_BINDIR={DOWNLOAD_BINDIR}")
+        } else {
+            let search = binaries::Search::from_machine(self.override_dir.clone());
+            let found = match major {
+                Some(major) => search.find_major(major),
+                None => search.find(),
+            };
+            match found {
+                Ok(dir) => return Ok((dir, "found on this machine".into())),
+                Err(e) if self.override_dir.is_some() => bail!(e),
+                Err(e) if major.is_some_and(|m| m != download::MAJOR) => bail!(e),
+                Err(e) => e,
+            }
+        };
+        let Some(source) = download::Source::pinned(&self.download_url) else {
+            bail!(
+                "{not_found}, and no prebuilt PostgreSQL is published for this platform ({}-{}) \
+                 to download; install PostgreSQL (the server package), set AUTHD_POSTGRES_BINDIR \
+                 to its bin directory, or set DATABASE_URL to a PostgreSQL server",
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            );
+        };
+        let cache = download::cache_root(
+            std::env::var_os("XDG_CACHE_HOME"),
+            std::env::var_os("HOME"),
+            user::effective_uid() == 0,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let (bindir, fetched) =
+            download::ensure(&source, &cache, account, &self.runtime).map_err(|e| {
+                anyhow!(
+                    "{e}; install PostgreSQL (the server package), set \
+                     AUTHD_POSTGRES_DOWNLOAD_URL to a reachable copy, or set DATABASE_URL to a \
+                     PostgreSQL server"
+                )
+            })?;
+        if let Some(major) = major
+            && binaries::server_major(&bindir).as_deref() != Some(major)
+        {
+            bail!(
+                "the embedded database was made by PostgreSQL {major} and the downloaded \
+                 PostgreSQL in {} is another version; install PostgreSQL {major} and set \
+                 AUTHD_POSTGRES_BINDIR to its bin directory",
+                bindir.display()
+            );
+        }
+        let origin = match fetched {
+            download::Fetched::Downloaded(url) => {
+                format!("PostgreSQL {} downloaded from {url}", source.version)
+            }
+            download::Fetched::Cached => format!(
+                "PostgreSQL {} downloaded earlier, from the cache {}",
+                source.version,
+                cache.display()
+            ),
+        };
+        Ok((bindir, origin))
+    }
 }
 
 /// The socket directory of the authd holding `data_dir`, once its server accepts connections

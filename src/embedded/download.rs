@@ -1,0 +1,524 @@
+//! Downloading PostgreSQL's server binaries when this machine has none: the prebuilt archives
+//! that `postgresql_embedded` uses (the theseus-rs/postgresql-binaries GitHub releases), one
+//! pinned version, fetched once over HTTPS, checked against its published SHA-256 before
+//! anything is unpacked, and cached per user.
+//!
+//! Cache layout (`<cache>` is [`cache_root`]): `<cache>/<version>-<target>/` is a complete
+//! unpacked archive (it only appears, by a rename, once everything in it is written);
+//! `<cache>/<version>-<target>.lock` serialises authd processes downloading at once;
+//! `<cache>/.<version>-<target>.partial-*` is work in progress, removed by the next download
+//! when an earlier one was interrupted. Unpacking is [`super::unpack`]'s.
+
+use std::{
+    ffi::OsString,
+    fs::File,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aws_lc_rs::digest;
+
+use super::user::{self, Account};
+
+/// The postgresql-binaries release authd downloads: `<PostgreSQL major>.<minor>.<build>`.
+pub const VERSION: &str = "17.5.0";
+/// The PostgreSQL major version of [`VERSION`] (what a cluster it made records in PG_VERSION).
+pub const MAJOR: &str = "17";
+/// Where [`VERSION`] is published; AUTHD_POSTGRES_DOWNLOAD_URL replaces it.
+pub const DEFAULT_BASE_URL: &str =
+    "https://github.com/theseus-rs/postgresql-binaries/releases/download";
+
+/// Largest archive accepted, in bytes (the real ones are tens of MiB).
+const MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest `.sha256` file accepted, in bytes.
+const MAX_CHECKSUM_BYTES: u64 = 4096;
+/// How long connecting may take, and how long a download may go without receiving data.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How deep under the unpacked archive the directory with `initdb` and `postgres` may be.
+const MAX_BINDIR_DEPTH: usize = 6;
+
+/// The targets postgresql-binaries publishes archives for that authd supports: `(OS, arch,
+/// C library, Rust target triple)`, the first three as `std::env::consts` and `target_env`
+/// name them.
+const PUBLISHED: [(&str, &str, &str, &str); 6] = [
+    ("linux", "x86_64", "gnu", "x86_64-unknown-linux-gnu"),
+    ("linux", "x86_64", "musl", "x86_64-unknown-linux-musl"),
+    ("linux", "aarch64", "gnu", "aarch64-unknown-linux-gnu"),
+    ("linux", "aarch64", "musl", "aarch64-unknown-linux-musl"),
+    ("macos", "aarch64", "", "aarch64-apple-darwin"),
+    ("macos", "x86_64", "", "x86_64-apple-darwin"),
+];
+
+/// The target triple of this build of authd if archives are published for it; `None` on
+/// other platforms.
+pub fn target() -> Option<&'static str> {
+    let libc = if cfg!(target_env = "gnu") {
+        "gnu"
+    } else if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        ""
+    };
+    published(std::env::consts::OS, std::env::consts::ARCH, libc)
+}
+
+/// The triple [`PUBLISHED`] for this OS, architecture and C library.
+fn published(os: &str, arch: &str, libc: &str) -> Option<&'static str> {
+    PUBLISHED
+        .iter()
+        .find(|t| (t.0, t.1, t.2) == (os, arch, libc))
+        .map(|t| t.3)
+}
+
+/// One archive to fetch: `base_url` (no trailing `/`), the release `version` and the target
+/// triple.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub base_url: String,
+    pub version: String,
+    pub target: String,
+}
+
+impl Source {
+    /// The pinned [`VERSION`] for this platform from `base_url`; `None` when no archive is
+    /// published for this platform (see [`target`]).
+    pub fn pinned(base_url: &str) -> Option<Self> {
+        Some(Self {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            version: VERSION.to_string(),
+            target: target()?.to_string(),
+        })
+    }
+
+    /// `postgresql-<version>-<target>`: the archive's name without `.tar.gz`, and the name of
+    /// the cache entry.
+    pub fn name(&self) -> String {
+        format!("postgresql-{}-{}", self.version, self.target)
+    }
+
+    /// `<base>/<version>/postgresql-<version>-<target>.tar.gz`.
+    pub fn archive_url(&self) -> String {
+        format!("{}/{}/{}.tar.gz", self.base_url, self.version, self.name())
+    }
+
+    /// The archive's URL with `.sha256` appended: its checksum, `<hex digest>  <file name>`.
+    pub fn checksum_url(&self) -> String {
+        format!("{}.sha256", self.archive_url())
+    }
+}
+
+/// The cache directory for downloaded PostgreSQL builds: `$XDG_CACHE_HOME/authd/postgresql`
+/// (an absolute XDG_CACHE_HOME only, per the XDG base directory spec), else for root
+/// `/var/cache/authd/postgresql` (root's home is usually closed to the account PostgreSQL runs
+/// as), else `$HOME/.cache/authd/postgresql`. Errors: none of them applies.
+pub fn cache_root(
+    xdg_cache_home: Option<OsString>,
+    home: Option<OsString>,
+    is_root: bool,
+) -> Result<PathBuf, String> {
+    let sub = Path::new("authd/postgresql");
+    if let Some(xdg) = xdg_cache_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return Ok(xdg.join(sub));
+    }
+    if is_root {
+        return Ok(Path::new("/var/cache").join(sub));
+    }
+    match home.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(home) => Ok(home.join(".cache").join(sub)),
+        None => Err(
+            "neither XDG_CACHE_HOME nor HOME is set, so there is no place to cache a \
+                     downloaded PostgreSQL; set XDG_CACHE_HOME"
+                .into(),
+        ),
+    }
+}
+
+/// Where [`ensure`] found the binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// Downloaded now, from this URL (credentials removed).
+    Downloaded(String),
+    /// From the cache, downloaded by an earlier start.
+    Cached,
+}
+
+/// The bin directory of `source` in the cache under `root`, downloading, verifying and
+/// unpacking it first unless an earlier start did. Blocks (run it off the async workers);
+/// `runtime` runs the HTTP requests. Another authd doing the same waits for this one, then
+/// uses its result. Prints one line when a download starts and one when it is done.
+///
+/// `account` is who PostgreSQL will run as when authd runs as root: it must be able to enter
+/// the cache (checked before downloading).
+///
+/// Errors (one line each): the cache cannot be created or locked, or `account` cannot enter
+/// it; the server cannot be reached, answers with an error status, or sends more than the size
+/// cap; the checksum file is malformed or does not match the archive (nothing is cached then);
+/// the archive holds an absolute path, `..`, a link leading outside itself, or no `initdb` and
+/// `postgres`.
+pub fn ensure(
+    source: &Source,
+    root: &Path,
+    account: Option<&Account>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(PathBuf, Fetched), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(root)
+        .map_err(|e| format!("cannot create the download cache {}: {e}", root.display()))?;
+    if let Some(account) = account
+        && let Some(blocked) = user::first_unreachable(root, account)
+    {
+        return Err(format!(
+            "authd runs as root, so PostgreSQL runs as {}, which cannot enter {} where the \
+             downloaded PostgreSQL would be cached: set XDG_CACHE_HOME to a directory it may enter",
+            account.name,
+            blocked.display()
+        ));
+    }
+    let name = source.name();
+    let entry = root.join(&name);
+    let lock = File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(root.join(format!("{name}.lock")))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| format!("cannot lock the download cache {}: {e}", root.display()))?;
+    if entry.is_dir() {
+        match find_bindir(&entry) {
+            Ok(bindir) => return Ok((bindir, Fetched::Cached)),
+            // Damaged by hand (entries appear complete, by rename): fetch it again.
+            Err(_) => std::fs::remove_dir_all(&entry)
+                .map_err(|e| format!("cannot replace {}: {e}", entry.display()))?,
+        }
+    }
+    remove_partials(root, &name);
+    let work = root.join(format!(".{name}.partial-{}", std::process::id()));
+    let result = download_into(source, &work, runtime).and_then(|()| {
+        let tree = work.join("tree");
+        find_bindir(&tree)?;
+        std::fs::rename(&tree, &entry)
+            .map_err(|e| format!("cannot move the download into {}: {e}", entry.display()))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    drop(lock);
+    result?;
+    Ok((
+        find_bindir(&entry)?,
+        Fetched::Downloaded(redacted(&source.archive_url())),
+    ))
+}
+
+/// Downloads the checksum and the archive into `work`, verifies the archive, and unpacks it
+/// into `work/tree`.
+fn download_into(
+    source: &Source,
+    work: &Path,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(work)
+        .map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let archive = work.join("archive.tar.gz");
+    let url = redacted(&source.archive_url());
+    let started = Instant::now();
+    let (bytes, actual) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("authd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let checksum_url = source.checksum_url();
+        let mut checksum = Vec::new();
+        let response = open(&client, &checksum_url, MAX_CHECKSUM_BYTES).await?;
+        read_body(response, &checksum_url, MAX_CHECKSUM_BYTES, |chunk| {
+            checksum.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await?;
+        let expected = parse_checksum(&checksum)
+            .ok_or_else(|| format!("{} is not a SHA-256 checksum", redacted(&checksum_url)))?;
+        let response = open(&client, &source.archive_url(), MAX_ARCHIVE_BYTES).await?;
+        eprintln!(
+            "authd: downloading PostgreSQL {}{} from {url} (once; later starts use the cache)",
+            source.version,
+            response
+                .content_length()
+                .map(|len| format!(" ({})", mebibytes(len)))
+                .unwrap_or_default()
+        );
+        let mut file = File::create(&archive)
+            .map_err(|e| format!("cannot write {}: {e}", archive.display()))?;
+        let mut sha = digest::Context::new(&digest::SHA256);
+        let bytes = read_body(
+            response,
+            &source.archive_url(),
+            MAX_ARCHIVE_BYTES,
+            |chunk| {
+                sha.update(chunk);
+                file.write_all(chunk)
+                    .map_err(|e| format!("cannot write {}: {e}", archive.display()))
+            },
+        )
+        .await?;
+        file.sync_all()
+            .map_err(|e| format!("cannot write {}: {e}", archive.display()))?;
+        let actual = hex(sha.finish().as_ref());
+        if actual != expected {
+            return Err(format!(
+                "the archive from {url} does not match its published SHA-256 checksum \
+                 (expected {expected}, got {actual}); nothing was unpacked or cached"
+            ));
+        }
+        Ok((bytes, actual))
+    })?;
+    super::unpack::unpack(&archive, &work.join("tree"))?;
+    eprintln!(
+        "authd: downloaded PostgreSQL {} ({} in {:.1} s, SHA-256 {actual} verified)",
+        source.version,
+        mebibytes(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `12.3 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// GETs `url` and returns the response once its status is 2xx. Errors: no answer, another
+/// status, or an announced length above `max` bytes.
+async fn open(client: &reqwest::Client, url: &str, max: u64) -> Result<reqwest::Response, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot download {}: {}", redacted(url), error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "cannot download {}: the server answered {}",
+            redacted(url),
+            response.status()
+        ));
+    }
+    if response.content_length().is_some_and(|len| len > max) {
+        return Err(format!(
+            "cannot download {}: larger than {max} bytes",
+            redacted(url)
+        ));
+    }
+    Ok(response)
+}
+
+/// Hands each chunk of `response`'s body (from `url`) to `sink`; returns the body's length.
+/// Errors: the transfer fails or stalls, the body grows past `max` bytes, or `sink` fails.
+async fn read_body(
+    mut response: reqwest::Response,
+    url: &str,
+    max: u64,
+    mut sink: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut total: u64 = 0;
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| format!("cannot download {}: {}", redacted(url), error_chain(&e)))?;
+        let Some(chunk) = chunk else {
+            return Ok(total);
+        };
+        total += chunk.len() as u64;
+        if total > max {
+            return Err(format!(
+                "cannot download {}: larger than {max} bytes",
+                redacted(url)
+            ));
+        }
+        sink(&chunk)?;
+    }
+}
+
+/// An error and its sources, `: `-separated, without the URL reqwest puts in its own message
+/// (the caller names it, without credentials).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `url` without a password in it (a mirror may be `https://user:secret@host/...`).
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The lowercase hex digest at the start of a `.sha256` file (`<hex>  <name>`, `<hex>`, or
+/// certutil's output with the digest on its own line); `None` when there is none.
+fn parse_checksum(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.split_whitespace()
+        .find(|word| word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes what interrupted downloads of `name` left under `root` (the caller holds the lock).
+fn remove_partials(root: &Path, name: &str) {
+    let prefix = format!(".{name}.partial-");
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The directory holding `initdb` and `postgres` in an unpacked archive: `<name>/bin` in the
+/// postgresql-binaries archives, found by a breadth-first search so that a mirror's archive may
+/// keep another layout (e.g. Debian's `usr/lib/postgresql/<v>/bin`, whose `share` lives four
+/// levels up). Errors: none within [`MAX_BINDIR_DEPTH`] levels.
+fn find_bindir(tree: &Path) -> Result<PathBuf, String> {
+    let mut level = vec![tree.to_path_buf()];
+    for _ in 0..=MAX_BINDIR_DEPTH {
+        if let Some(found) = level
+            .iter()
+            .find(|d| super::binaries::has_server_binaries(d))
+        {
+            return Ok(found.clone());
+        }
+        let mut next: Vec<PathBuf> = level
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|entries| entries.filter_map(Result::ok))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        next.sort();
+        level = next;
+    }
+    Err(format!(
+        "the downloaded archive has no directory with `initdb` and `postgres` (in {})",
+        tree.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_follow_the_release_layout() {
+        let source = Source {
+            base_url: "https://mirror.example.test/pg/"
+                .trim_end_matches('/')
+                .into(),
+            version: "17.5.0".into(),
+            target: "x86_64-unknown-linux-gnu".into(),
+        };
+        assert_eq!(
+            source.archive_url(),
+            "https://mirror.example.test/pg/17.5.0/postgresql-17.5.0-x86_64-unknown-linux-gnu.tar.gz"
+        );
+        assert_eq!(
+            source.checksum_url(),
+            "https://mirror.example.test/pg/17.5.0/postgresql-17.5.0-x86_64-unknown-linux-gnu.tar.gz.sha256"
+        );
+        let pinned = Source::pinned(&format!("{DEFAULT_BASE_URL}/"));
+        if let Some(pinned) = pinned {
+            assert!(
+                pinned.archive_url().starts_with(&format!(
+                    "https://github.com/theseus-rs/postgresql-binaries/releases/download/{VERSION}/postgresql-{VERSION}-"
+                )),
+                "{}",
+                pinned.archive_url()
+            );
+        }
+        assert!(VERSION.starts_with(&format!("{MAJOR}.")));
+        assert_eq!(
+            published("linux", "aarch64", "musl"),
+            Some("aarch64-unknown-linux-musl")
+        );
+        assert_eq!(
+            published("macos", "aarch64", ""),
+            Some("aarch64-apple-darwin")
+        );
+        assert_eq!(published("freebsd", "x86_64", ""), None);
+        assert_eq!(published("linux", "riscv64", "gnu"), None);
+        assert_eq!(
+            redacted("https://user:hunter2@mirror.example.test/pg"),
+            "https://user:redacted@mirror.example.test/pg"
+        );
+        assert_eq!(redacted("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x");
+    }
+
+    #[test]
+    fn the_cache_is_per_user_and_reachable_for_root() {
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            cache_root(some("/x/cache"), some("/home/me"), false).unwrap(),
+            Path::new("/x/cache/authd/postgresql")
+        );
+        // A relative XDG_CACHE_HOME is ignored (XDG base directory spec).
+        assert_eq!(
+            cache_root(some("cache"), some("/home/me"), false).unwrap(),
+            Path::new("/home/me/.cache/authd/postgresql")
+        );
+        assert_eq!(
+            cache_root(None, some("/root"), true).unwrap(),
+            Path::new("/var/cache/authd/postgresql")
+        );
+        let err = cache_root(None, None, false).unwrap_err();
+        assert!(err.contains("XDG_CACHE_HOME"), "{err}");
+    }
+
+    #[test]
+    fn checksum_files_in_the_published_formats() {
+        let digest = "A".repeat(64);
+        let lower = "a".repeat(64);
+        assert_eq!(
+            parse_checksum(format!("{digest}  postgresql.tar.gz\n").as_bytes()),
+            Some(lower.clone())
+        );
+        assert_eq!(
+            parse_checksum(format!("SHA256 hash of x:\r\n{lower}\r\nCertUtil: done").as_bytes()),
+            Some(lower)
+        );
+        assert_eq!(parse_checksum(b"<html>not found</html>"), None);
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+    }
+}
