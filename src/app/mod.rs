@@ -181,7 +181,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = http::router(self.state.clone());
-        live::listener::spawn(self.state.clone(), self.listener_pool.clone());
+        let background = live::listener::spawn(self.state.clone(), self.listener_pool.clone());
         if let Some(listener) = self.metrics_listener {
             let router = http::metrics_router(self.state.clone());
             tokio::spawn(server::serve(listener, router, std::future::pending()));
@@ -213,6 +213,11 @@ impl Application {
             feed.resync();
         };
         server::serve(self.listener, app, shutdown).await;
+        // Drained: stop the LISTEN connection and the tasks around it before the pools close
+        // (and, with the embedded database, before PostgreSQL stops), so nothing reconnects
+        // to a database that is going away.
+        drop(background);
+        self.listener_pool.close().await;
         self.state.db.close().await;
         Ok(())
     }

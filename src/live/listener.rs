@@ -25,6 +25,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::{db, live::denylist::Revocations, state::AppState, tokens::jwt::unix_now};
@@ -62,26 +63,31 @@ pub async fn listener_pool(config: &crate::config::Config) -> Result<PgPool, sql
         .connect_lazy_with(options))
 }
 
-/// Starts every background task. They run until the runtime stops.
-pub fn spawn(state: AppState, lpool: PgPool) {
+/// Starts every background task: the LISTEN connection, its heartbeat, key reloads and the
+/// deny-list's housekeeping. They run until the returned set is dropped (the server drops it
+/// once it has drained, before its database goes away, so none of them retries against a
+/// database that is shutting down).
+#[must_use = "dropping the set stops the tasks"]
+pub fn spawn(state: AppState, lpool: PgPool) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
     let options = (*lpool.connect_options()).clone();
     let instance = Uuid::new_v4().simple().to_string();
     let restart = Arc::new(Notify::new());
-    tokio::spawn(listen_forever(
+    tasks.spawn(listen_forever(
         state.clone(),
         options.clone(),
         instance.clone(),
         restart.clone(),
     ));
-    tokio::spawn(heartbeat(
+    tasks.spawn(heartbeat(
         options,
         instance,
         state.revocations.clone(),
         restart,
     ));
-    tokio::spawn(reload_keys_forever(state.clone()));
+    tasks.spawn(reload_keys_forever(state.clone()));
     let (revocations, db) = (state.revocations.clone(), state.db.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
         loop {
             tick.tick().await;
@@ -91,6 +97,7 @@ pub fn spawn(state: AppState, lpool: PgPool) {
             }
         }
     });
+    tasks
 }
 
 async fn listen_forever(

@@ -104,6 +104,13 @@ impl Authd {
             postmaster(&dir.pgdata()).is_none(),
             "postgres stopped with authd"
         );
+        // authd stops its LISTEN connection before PostgreSQL: nothing tried to reconnect
+        // while the server was shutting down.
+        let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+        assert!(
+            !log.contains("the database system is shutting down"),
+            "a connection attempt during PostgreSQL's shutdown:\n{log}"
+        );
         stderr
     }
 
