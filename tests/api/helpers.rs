@@ -64,6 +64,8 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
+        // The mail outbox `test_config` gave this database's servers.
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("authd-outbox-{name}")));
         // Drop may run inside the test's runtime (or while it unwinds from a panic): do the
         // cleanup on a thread with a runtime of its own, and never panic here.
         let _ = std::thread::spawn(move || {
