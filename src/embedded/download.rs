@@ -167,6 +167,7 @@ pub fn ensure(
     account: Option<&Account>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<(PathBuf, Fetched), String> {
+    check_base_url(&source.base_url)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -236,6 +237,7 @@ fn download_into(
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .user_agent(concat!("authd/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy())
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         let checksum_url = source.checksum_url();
@@ -371,15 +373,79 @@ fn error_chain(e: &reqwest::Error) -> String {
     text
 }
 
-/// `url` without a password in it (a mirror may be `https://user:secret@host/...`).
+/// `url` with its username, password and query replaced by `redacted` (a mirror may be
+/// `https://token@host/...` or `https://host/...?token=...`); a URL that does not parse is
+/// replaced whole, since it may hold anything.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(an invalid URL)".into();
+    };
+    if !parsed.username().is_empty() {
+        let _ = parsed.set_username("redacted");
     }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
+    }
+    if parsed.query().is_some() {
+        parsed.set_query(Some("redacted"));
+    }
+    parsed.to_string()
+}
+
+/// Checks AUTHD_POSTGRES_DOWNLOAD_URL: `https://`, or `http://` to a loopback host
+/// (`localhost`, `127.0.0.0/8`, `::1`: tests and a mirror on this machine), since the
+/// `.sha256` comes from the same server and only HTTPS makes the download trustworthy.
+/// Errors: one line naming the (redacted) URL.
+pub fn check_base_url(base_url: &str) -> Result<(), String> {
+    let allowed = url::Url::parse(base_url).is_ok_and(|url| may_fetch(&url, true));
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "AUTHD_POSTGRES_DOWNLOAD_URL={} is refused: PostgreSQL is only downloaded over \
+             https:// (http:// only from localhost or a loopback address)",
+            redacted(base_url)
+        ))
+    }
+}
+
+/// Whether a download may be fetched from `url`: over https, or over http from a loopback
+/// host when `http_allowed` (the download did not start over https).
+fn may_fetch(url: &url::Url, http_allowed: bool) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" if http_allowed => match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, each to a URL [`may_fetch`] allows; once a
+/// request started over https, never to http (no downgrade).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let started_https = attempt
+            .previous()
+            .first()
+            .is_none_or(|first| first.scheme() == "https");
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if may_fetch(attempt.url(), !started_https) {
+            attempt.follow()
+        } else {
+            let to = redacted(attempt.url().as_str());
+            attempt.error(format!(
+                "refused a redirect to {to} (only https, or http between loopback addresses)"
+            ))
+        }
+    })
 }
 
 /// The lowercase hex digest at the start of a `.sha256` file (`<hex>  <name>`, `<hex>`, or
@@ -481,9 +547,51 @@ mod tests {
         assert_eq!(published("linux", "riscv64", "gnu"), None);
         assert_eq!(
             redacted("https://user:hunter2@mirror.example.test/pg"),
-            "https://user:redacted@mirror.example.test/pg"
+            "https://redacted:redacted@mirror.example.test/pg"
         );
         assert_eq!(redacted("http://127.0.0.1:9/x"), "http://127.0.0.1:9/x");
+    }
+
+    #[test]
+    fn redaction_hides_usernames_passwords_and_queries() {
+        assert_eq!(
+            redacted("https://ghp_token123@mirror.example.test/pg"),
+            "https://redacted@mirror.example.test/pg"
+        );
+        assert_eq!(
+            redacted("https://mirror.example.test/pg?token=s3cret"),
+            "https://mirror.example.test/pg?redacted"
+        );
+        assert_eq!(redacted("not a url s3cret"), "(an invalid URL)");
+    }
+
+    #[test]
+    fn only_https_or_loopback_http_is_downloaded_from() {
+        for ok in [
+            "https://mirror.example.test/pg",
+            "http://localhost:8080/pg",
+            "http://127.0.0.1:9/releases",
+            "http://127.3.4.5/x",
+            "http://[::1]:9/x",
+        ] {
+            assert_eq!(check_base_url(ok), Ok(()), "{ok}");
+        }
+        for refused in [
+            "http://mirror.example.test/pg",
+            "http://user:hunter2@10.0.0.1/pg",
+            "ftp://127.0.0.1/pg",
+            "file:///srv/pg",
+            "mirror.example.test/pg",
+        ] {
+            let err = check_base_url(refused).unwrap_err();
+            assert!(err.contains("only downloaded over https://"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            assert_eq!(err.lines().count(), 1);
+        }
+        // A redirect from https never goes back to http, even to loopback.
+        let local = url::Url::parse("http://127.0.0.1/x").unwrap();
+        assert!(may_fetch(&local, true));
+        assert!(!may_fetch(&local, false));
     }
 
     #[test]

@@ -393,3 +393,54 @@ fn a_cache_the_postgres_account_cannot_enter_is_one_line() {
     assert!(line.contains(private.to_str().unwrap()), "{line}");
     assert!(line.contains("XDG_CACHE_HOME"), "{line}");
 }
+
+/// A mirror on loopback http that redirects elsewhere over plain http (a downgrade or a
+/// detour through a network attacker's reach) is refused: one line, nothing cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_away_from_loopback_http_is_refused() {
+    let dir = DataDir::new();
+    let cache = dir.1.join("cache");
+    let requests = Arc::new(Mutex::new(0_u32));
+    let seen = requests.clone();
+    let app = axum::Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            *seen.lock().unwrap() += 1;
+            (
+                StatusCode::FOUND,
+                [(
+                    axum::http::header::LOCATION,
+                    "http://example.invalid/pg.tar.gz",
+                )],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/releases", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let out = authd_cli_with(
+        &dir,
+        &[
+            ("AUTHD_POSTGRES_BINDIR", "download"),
+            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
+            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+        ],
+    )
+    .await;
+    server.abort();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = plain_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("refused a redirect to http://example.invalid/"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        *requests.lock().unwrap(),
+        1,
+        "the redirect was not followed"
+    );
+    assert!(!dir.pgdata().exists(), "no cluster was made");
+}
