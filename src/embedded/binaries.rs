@@ -6,6 +6,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use super::user::Account;
+
 /// Where to look, in order (see [`Search::candidates`]).
 #[derive(Debug, Clone, Default)]
 pub struct Search {
@@ -113,14 +115,15 @@ impl Search {
 impl Search {
     /// Like [`Self::find`], for an existing cluster made by PostgreSQL `major` (its
     /// `PG_VERSION`): the first candidate whose `postgres --version` is that major version,
-    /// since a cluster only runs with the binaries of the version that made it.
-    pub fn find_major(&self, major: &str) -> Result<PathBuf, String> {
+    /// since a cluster only runs with the binaries of the version that made it. `account`:
+    /// whom to run `--version` as (see [`server_major`]).
+    pub fn find_major(&self, major: &str, account: Option<&Account>) -> Result<PathBuf, String> {
         let found: Vec<(PathBuf, Option<String>)> = self
             .candidates()
             .into_iter()
             .filter(|d| has_server_binaries(d))
             .map(|d| {
-                let version = server_major(&d);
+                let version = server_major(&d, account);
                 (d, version)
             })
             .collect();
@@ -143,10 +146,22 @@ impl Search {
     }
 }
 
-/// The major version of the `postgres` binary in `dir` (`15`, `9.6`), from `--version`.
-pub fn server_major(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new(dir.join("postgres"))
+/// The major version of the `postgres` binary in `dir` (`15`, `9.6`), from `--version`, run
+/// as `account` (the unprivileged account PostgreSQL runs as when authd is root). Never run as
+/// root: a binary from a download or from PATH is not trusted with root's rights, so as root
+/// without an account the version is unknown (`None`), like when it cannot run.
+pub fn server_major(dir: &Path, account: Option<&Account>) -> Option<String> {
+    let mut cmd = std::process::Command::new(dir.join("postgres"));
+    match account {
+        Some(account) => {
+            account.run_as(&mut cmd);
+        }
+        None if super::user::effective_uid() == 0 => return None,
+        None => {}
+    }
+    let out = cmd
         .arg("--version")
+        .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
@@ -319,8 +334,20 @@ mod tests {
             root: root.clone(),
             ..Search::default()
         };
-        assert_eq!(search.find_major("15").unwrap(), fifteen);
-        let err = search.find_major("14").unwrap_err();
+        // As root, `--version` runs as an unprivileged account (a uid/gid matching nobody on
+        // the machine: the scripts are 0755 under 0755 directories), never as root itself.
+        let stranger = Account {
+            name: "stranger".into(),
+            uid: 4_000_000,
+            gid: 4_000_000,
+        };
+        let account = (crate::embedded::user::effective_uid() == 0).then_some(&stranger);
+        if account.is_some() {
+            assert_eq!(server_major(&fifteen, None), None, "never run as root");
+        }
+        assert_eq!(server_major(&fifteen, account), Some("15".into()));
+        assert_eq!(search.find_major("15", account).unwrap(), fifteen);
+        let err = search.find_major("14", account).unwrap_err();
         assert!(err.contains("PostgreSQL 14"), "{err}");
         assert!(err.contains("16 in "), "{err}");
         assert_eq!(

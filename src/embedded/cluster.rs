@@ -100,8 +100,7 @@ impl Cluster {
             .stdout(log)
             .stderr(log2);
         if let Some(account) = &self.account {
-            // std drops root's supplementary groups along with the uid.
-            cmd.uid(account.uid).gid(account.gid);
+            account.run_as(&mut cmd);
         }
         Ok(cmd)
     }

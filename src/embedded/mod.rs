@@ -269,7 +269,7 @@ impl Binaries {
         } else {
             let search = binaries::Search::from_machine(self.override_dir.clone());
             let found = match major {
-                Some(major) => search.find_major(major),
+                Some(major) => search.find_major(major, account),
                 None => search.find(),
             };
             match found {
@@ -303,7 +303,7 @@ impl Binaries {
                 )
             })?;
         if let Some(major) = major
-            && binaries::server_major(&bindir).as_deref() != Some(major)
+            && binaries::server_major(&bindir, account).as_deref() != Some(major)
         {
             bail!(
                 "the embedded database was made by PostgreSQL {major} and the downloaded \

@@ -14,6 +14,15 @@ pub struct Account {
     pub gid: u32,
 }
 
+impl Account {
+    /// Makes `cmd` run as this account: its uid and primary gid (std drops root's
+    /// supplementary groups along with the uid). For every program authd starts as root.
+    pub fn run_as<'a>(&self, cmd: &'a mut std::process::Command) -> &'a mut std::process::Command {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(self.uid).gid(self.gid)
+    }
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
