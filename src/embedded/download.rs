@@ -110,33 +110,84 @@ impl Source {
     }
 }
 
-/// The cache directory for downloaded PostgreSQL builds: `$XDG_CACHE_HOME/authd/postgresql`
-/// (an absolute XDG_CACHE_HOME only, per the XDG base directory spec), else for root
-/// `/var/cache/authd/postgresql` (root's home is usually closed to the account PostgreSQL runs
-/// as), else `$HOME/.cache/authd/postgresql`. Errors: none of them applies.
+/// The cache directory for downloaded PostgreSQL builds: AUTHD_POSTGRES_CACHE_DIR
+/// (`override_dir`, absolute) when set; else for root `/var/cache/authd/postgresql` (root
+/// ignores XDG_CACHE_HOME and HOME, which another user may have chosen, and its home is usually
+/// closed to the account PostgreSQL runs as); else `$XDG_CACHE_HOME/authd/postgresql` (an
+/// absolute XDG_CACHE_HOME only, per the XDG base directory spec), else
+/// `$HOME/.cache/authd/postgresql`. Errors: none of them applies, or a relative override.
 pub fn cache_root(
+    override_dir: Option<OsString>,
     xdg_cache_home: Option<OsString>,
     home: Option<OsString>,
     is_root: bool,
 ) -> Result<PathBuf, String> {
+    if let Some(dir) = override_dir.map(PathBuf::from) {
+        return if dir.is_absolute() {
+            Ok(dir)
+        } else {
+            Err(format!(
+                "AUTHD_POSTGRES_CACHE_DIR={} must be an absolute path",
+                dir.display()
+            ))
+        };
+    }
     let sub = Path::new("authd/postgresql");
+    if is_root {
+        return Ok(Path::new("/var/cache").join(sub));
+    }
     if let Some(xdg) = xdg_cache_home
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
     {
         return Ok(xdg.join(sub));
     }
-    if is_root {
-        return Ok(Path::new("/var/cache").join(sub));
-    }
     match home.map(PathBuf::from).filter(|p| p.is_absolute()) {
         Some(home) => Ok(home.join(".cache").join(sub)),
         None => Err(
             "neither XDG_CACHE_HOME nor HOME is set, so there is no place to cache a \
-                     downloaded PostgreSQL; set XDG_CACHE_HOME"
+                     downloaded PostgreSQL; set AUTHD_POSTGRES_CACHE_DIR"
                 .into(),
         ),
     }
+}
+
+/// Checks that `path`, when it exists, is trusted as part of the cache of a process with
+/// effective uid `euid`: owned by `euid`, not a symbolic link, not writable by its group or
+/// others (whoever could write there could swap the binaries authd runs). Errors: one line.
+pub fn check_cache_path(path: &Path, euid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    };
+    let problem = if meta.file_type().is_symlink() {
+        "is a symbolic link".to_string()
+    } else if meta.uid() != euid {
+        format!("is owned by uid {}, not by authd's uid {euid}", meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        "is writable by its group or others".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "the PostgreSQL download cache path {} {problem}, so authd does not trust what it \
+         holds; fix or remove it, or set AUTHD_POSTGRES_CACHE_DIR",
+        path.display()
+    ))
+}
+
+/// The directories of the cache under `root` that authd creates or uses: `root`, and its
+/// parent when that is the `authd` directory of [`cache_root`]'s layouts.
+fn cache_dirs(root: &Path) -> Vec<&Path> {
+    let mut dirs = vec![root];
+    if root.ends_with("authd/postgresql")
+        && let Some(parent) = root.parent()
+    {
+        dirs.insert(0, parent);
+    }
+    dirs
 }
 
 /// Where [`ensure`] found the binaries.
@@ -173,24 +224,33 @@ pub fn ensure(
         .mode(0o755)
         .create(root)
         .map_err(|e| format!("cannot create the download cache {}: {e}", root.display()))?;
+    let euid = user::effective_uid();
+    for dir in cache_dirs(root) {
+        check_cache_path(dir, euid)?;
+    }
     if let Some(account) = account
         && let Some(blocked) = user::first_unreachable(root, account)
     {
         return Err(format!(
             "authd runs as root, so PostgreSQL runs as {}, which cannot enter {} where the \
-             downloaded PostgreSQL would be cached: set XDG_CACHE_HOME to a directory it may enter",
+             downloaded PostgreSQL would be cached: set AUTHD_POSTGRES_CACHE_DIR to a directory it may \
+             enter",
             account.name,
             blocked.display()
         ));
     }
     let name = source.name();
     let entry = root.join(&name);
+    let lock_path = root.join(format!("{name}.lock"));
+    check_cache_path(&lock_path, euid)?;
+    check_cache_path(&entry, euid)?;
     let lock = File::options()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
-        .open(root.join(format!("{name}.lock")))
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
         .and_then(|file| file.lock().map(|()| file))
         .map_err(|e| format!("cannot lock the download cache {}: {e}", root.display()))?;
     if entry.is_dir() {
@@ -598,20 +658,72 @@ mod tests {
     fn the_cache_is_per_user_and_reachable_for_root() {
         let some = |s: &str| Some(OsString::from(s));
         assert_eq!(
-            cache_root(some("/x/cache"), some("/home/me"), false).unwrap(),
+            cache_root(None, some("/x/cache"), some("/home/me"), false).unwrap(),
             Path::new("/x/cache/authd/postgresql")
         );
         // A relative XDG_CACHE_HOME is ignored (XDG base directory spec).
         assert_eq!(
-            cache_root(some("cache"), some("/home/me"), false).unwrap(),
+            cache_root(None, some("cache"), some("/home/me"), false).unwrap(),
             Path::new("/home/me/.cache/authd/postgresql")
         );
+        // Root ignores XDG_CACHE_HOME and HOME (another user may have set them).
         assert_eq!(
-            cache_root(None, some("/root"), true).unwrap(),
+            cache_root(None, some("/home/me/.cache"), some("/home/me"), true).unwrap(),
             Path::new("/var/cache/authd/postgresql")
         );
-        let err = cache_root(None, None, false).unwrap_err();
-        assert!(err.contains("XDG_CACHE_HOME"), "{err}");
+        assert_eq!(
+            cache_root(some("/srv/pg-cache"), some("/x/cache"), None, true).unwrap(),
+            Path::new("/srv/pg-cache")
+        );
+        assert!(cache_root(some("rel"), None, None, true).is_err());
+        let err = cache_root(None, None, None, false).unwrap_err();
+        assert!(err.contains("AUTHD_POSTGRES_CACHE_DIR"), "{err}");
+        assert_eq!(
+            cache_dirs(Path::new("/var/cache/authd/postgresql")),
+            vec![
+                Path::new("/var/cache/authd"),
+                Path::new("/var/cache/authd/postgresql")
+            ]
+        );
+        assert_eq!(
+            cache_dirs(Path::new("/srv/pg-cache")),
+            vec![Path::new("/srv/pg-cache")]
+        );
+    }
+
+    #[test]
+    fn a_cache_path_is_trusted_only_when_owned_and_private_to_authd() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("authd-cache-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = base.join("postgresql");
+        let euid = user::effective_uid();
+        let mode = |m| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+        let missing = check_cache_path(&dir, euid);
+        std::fs::create_dir(&dir).unwrap();
+        mode(0o755).unwrap();
+        let private = check_cache_path(&dir, euid);
+        let other_owner = check_cache_path(&dir, euid.wrapping_add(1));
+        mode(0o775).unwrap();
+        let group_writable = check_cache_path(&dir, euid);
+        mode(0o757).unwrap();
+        let world_writable = check_cache_path(&dir, euid);
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let symlink = check_cache_path(&link, euid);
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(missing, Ok(()));
+        assert_eq!(private, Ok(()));
+        for (err, what) in [
+            (other_owner, "is owned by uid"),
+            (group_writable, "writable by its group or others"),
+            (world_writable, "writable by its group or others"),
+            (symlink, "is a symbolic link"),
+        ] {
+            let err = err.unwrap_err();
+            assert!(err.contains(what), "{err}");
+            assert_eq!(err.lines().count(), 1);
+        }
     }
 
     #[test]

@@ -289,6 +289,7 @@ impl Binaries {
             );
         };
         let cache = download::cache_root(
+            std::env::var_os("AUTHD_POSTGRES_CACHE_DIR"),
             std::env::var_os("XDG_CACHE_HOME"),
             std::env::var_os("HOME"),
             user::effective_uid() == 0,

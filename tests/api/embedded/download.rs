@@ -2,8 +2,8 @@
 //! authd skip this machine's binaries, and `AUTHD_POSTGRES_DOWNLOAD_URL` points it at a mirror
 //! served here over real HTTP on 127.0.0.1 (the GitHub releases are not reachable from the
 //! machines the tests run on). The mirror's archive is this machine's PostgreSQL packed in
-//! Debian's layout, with its `.sha256`; the cache is `XDG_CACHE_HOME` inside the test's
-//! directory.
+//! Debian's layout, with its `.sha256`; the cache is `AUTHD_POSTGRES_CACHE_DIR` inside the
+//! test's directory.
 
 use std::{
     path::{Path, PathBuf},
@@ -146,6 +146,15 @@ fn machine_postgres_archive() -> Vec<u8> {
     tar.into_inner().unwrap().finish().unwrap()
 }
 
+/// The AUTHD_POSTGRES_CACHE_DIR for a test's `cache`: `<cache>/authd/postgresql`, the layout
+/// of the default caches (root ignores XDG_CACHE_HOME, and the tests may run as root).
+fn cache_dir_of(cache: &Path) -> String {
+    cache
+        .join("authd/postgresql")
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The names in the download cache under `xdg_cache_home`, sorted.
 fn cache_entries(xdg_cache_home: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(xdg_cache_home.join("authd/postgresql"))
@@ -176,13 +185,14 @@ async fn authd_cli_with(dir: &DataDir, env: &[(&str, &str)]) -> std::process::Ou
 async fn a_machine_without_postgres_downloads_it_once_verifies_it_and_serves() {
     let dir = DataDir::new();
     let cache = dir.1.join("cache");
+    let cache_dir = cache_dir_of(&cache);
     let archive = machine_postgres_archive();
     let checksum = format!("{}  {}.tar.gz\n", sha256_hex(&archive), archive_name());
     let mirror = Mirror::serve(archive, checksum).await;
     let env = [
         ("AUTHD_POSTGRES_BINDIR", "download"),
         ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
     ];
 
     // What an interrupted download left: removed, never used.
@@ -264,6 +274,7 @@ async fn a_machine_without_postgres_downloads_it_once_verifies_it_and_serves() {
 async fn a_wrong_checksum_is_refused_and_nothing_is_cached() {
     let dir = DataDir::new();
     let cache = dir.1.join("cache");
+    let cache_dir = cache_dir_of(&cache);
     let archive = b"an archive the checksum was not made for".to_vec();
     let checksum = format!(
         "{}  {}.tar.gz\n",
@@ -274,7 +285,7 @@ async fn a_wrong_checksum_is_refused_and_nothing_is_cached() {
     let env = [
         ("AUTHD_POSTGRES_BINDIR", "download"),
         ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
     ];
 
     let out = authd_cli_with(&dir, &env).await;
@@ -307,13 +318,14 @@ async fn a_wrong_checksum_is_refused_and_nothing_is_cached() {
 fn an_unreachable_download_url_is_one_line() {
     let dir = DataDir::new();
     let cache = dir.1.join("cache");
+    let cache_dir = cache_dir_of(&cache);
     let base = format!("http://127.0.0.1:{}/releases", free_port());
     let line = failing_start(
         dir.path(),
         &[
             ("AUTHD_POSTGRES_BINDIR", "download"),
             ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
         ],
     );
     assert!(
@@ -332,6 +344,7 @@ fn an_unreachable_download_url_is_one_line() {
 async fn two_authd_starting_at_once_download_once() {
     let (one, two) = (DataDir::new(), DataDir::new());
     let cache = one.1.join("cache");
+    let cache_dir = cache_dir_of(&cache);
     let archive = machine_postgres_archive();
     let checksum = format!("{}  {}.tar.gz\n", sha256_hex(&archive), archive_name());
     // The archive is sent once the second authd has taken its data directory, i.e. while it
@@ -342,7 +355,7 @@ async fn two_authd_starting_at_once_download_once() {
     let env = [
         ("AUTHD_POSTGRES_BINDIR", "download"),
         ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
     ];
 
     let first = authd_cli_with(&one, &env);
@@ -387,11 +400,14 @@ fn a_cache_the_postgres_account_cannot_enter_is_one_line() {
         &[
             ("AUTHD_POSTGRES_BINDIR", "download"),
             ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("XDG_CACHE_HOME", private.join("cache").to_str().unwrap()),
+            (
+                "AUTHD_POSTGRES_CACHE_DIR",
+                cache_dir_of(&private.join("cache")).as_str(),
+            ),
         ],
     );
     assert!(line.contains(private.to_str().unwrap()), "{line}");
-    assert!(line.contains("XDG_CACHE_HOME"), "{line}");
+    assert!(line.contains("AUTHD_POSTGRES_CACHE_DIR"), "{line}");
 }
 
 /// A mirror on loopback http that redirects elsewhere over plain http (a downgrade or a
@@ -400,6 +416,7 @@ fn a_cache_the_postgres_account_cannot_enter_is_one_line() {
 async fn a_redirect_away_from_loopback_http_is_refused() {
     let dir = DataDir::new();
     let cache = dir.1.join("cache");
+    let cache_dir = cache_dir_of(&cache);
     let requests = Arc::new(Mutex::new(0_u32));
     let seen = requests.clone();
     let app = axum::Router::new().fallback(move || {
@@ -425,7 +442,7 @@ async fn a_redirect_away_from_loopback_http_is_refused() {
         &[
             ("AUTHD_POSTGRES_BINDIR", "download"),
             ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
         ],
     )
     .await;
@@ -443,4 +460,30 @@ async fn a_redirect_away_from_loopback_http_is_refused() {
         "the redirect was not followed"
     );
     assert!(!dir.pgdata().exists(), "no cluster was made");
+}
+
+/// A cache directory others may write to could hold binaries they swapped in: refused before
+/// anything in it is used or downloaded, in one line.
+#[test]
+fn a_cache_others_may_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = DataDir::new();
+    let cache_dir = cache_dir_of(&dir.1.join("cache"));
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let base = format!("http://127.0.0.1:{}/releases", free_port());
+    let line = failing_start(
+        dir.path(),
+        &[
+            ("AUTHD_POSTGRES_BINDIR", "download"),
+            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
+            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
+        ],
+    );
+    assert!(line.contains(&cache_dir), "{line}");
+    assert!(line.contains("writable by its group or others"), "{line}");
+    assert!(
+        std::fs::read_dir(&cache_dir).unwrap().next().is_none(),
+        "nothing was created in it"
+    );
 }
