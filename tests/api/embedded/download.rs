@@ -155,9 +155,19 @@ fn cache_dir_of(cache: &Path) -> String {
         .into_owned()
 }
 
-/// The names in the download cache under `xdg_cache_home`, sorted.
-fn cache_entries(xdg_cache_home: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(xdg_cache_home.join("authd/postgresql"))
+/// The environment that makes authd download from `base` into `cache_dir`, skipping this
+/// machine's binaries.
+fn download_env<'a>(base: &'a str, cache_dir: &'a str) -> [(&'static str, &'a str); 3] {
+    [
+        ("AUTHD_POSTGRES_BINDIR", "download"),
+        ("AUTHD_POSTGRES_DOWNLOAD_URL", base),
+        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir),
+    ]
+}
+
+/// The names in the download cache of a test's `cache` (see [`cache_dir_of`]), sorted.
+fn cache_entries(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache_dir_of(cache))
         .map(|dir| {
             dir.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -189,11 +199,7 @@ async fn a_machine_without_postgres_downloads_it_once_verifies_it_and_serves() {
     let archive = machine_postgres_archive();
     let checksum = format!("{}  {}.tar.gz\n", sha256_hex(&archive), archive_name());
     let mirror = Mirror::serve(archive, checksum).await;
-    let env = [
-        ("AUTHD_POSTGRES_BINDIR", "download"),
-        ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-    ];
+    let env = download_env(mirror.base.as_str(), cache_dir.as_str());
 
     // What an interrupted download left: removed, never used.
     let partial = cache
@@ -282,11 +288,7 @@ async fn a_wrong_checksum_is_refused_and_nothing_is_cached() {
         archive_name()
     );
     let mirror = Mirror::serve(archive, checksum).await;
-    let env = [
-        ("AUTHD_POSTGRES_BINDIR", "download"),
-        ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-    ];
+    let env = download_env(mirror.base.as_str(), cache_dir.as_str());
 
     let out = authd_cli_with(&dir, &env).await;
     assert_eq!(out.status.code(), Some(1));
@@ -320,14 +322,7 @@ fn an_unreachable_download_url_is_one_line() {
     let cache = dir.1.join("cache");
     let cache_dir = cache_dir_of(&cache);
     let base = format!("http://127.0.0.1:{}/releases", free_port());
-    let line = failing_start(
-        dir.path(),
-        &[
-            ("AUTHD_POSTGRES_BINDIR", "download"),
-            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-        ],
-    );
+    let line = failing_start(dir.path(), &download_env(base.as_str(), cache_dir.as_str()));
     assert!(
         line.contains(&format!("cannot download {base}/{VERSION}/")),
         "{line}"
@@ -352,11 +347,7 @@ async fn two_authd_starting_at_once_download_once() {
     let second_started = two.path().join("authd.lock");
     let gate: Gate = Arc::new(move || second_started.exists());
     let mirror = Mirror::serve_gated(archive, checksum, gate).await;
-    let env = [
-        ("AUTHD_POSTGRES_BINDIR", "download"),
-        ("AUTHD_POSTGRES_DOWNLOAD_URL", mirror.base.as_str()),
-        ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-    ];
+    let env = download_env(mirror.base.as_str(), cache_dir.as_str());
 
     let first = authd_cli_with(&one, &env);
     let second = async {
@@ -397,14 +388,7 @@ fn a_cache_the_postgres_account_cannot_enter_is_one_line() {
     let base = format!("http://127.0.0.1:{}/releases", free_port());
     let line = failing_start(
         dir.path(),
-        &[
-            ("AUTHD_POSTGRES_BINDIR", "download"),
-            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            (
-                "AUTHD_POSTGRES_CACHE_DIR",
-                cache_dir_of(&private.join("cache")).as_str(),
-            ),
-        ],
+        &download_env(base.as_str(), cache_dir_of(&private.join("cache")).as_str()),
     );
     assert!(line.contains(private.to_str().unwrap()), "{line}");
     assert!(line.contains("AUTHD_POSTGRES_CACHE_DIR"), "{line}");
@@ -437,15 +421,7 @@ async fn a_redirect_away_from_loopback_http_is_refused() {
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let out = authd_cli_with(
-        &dir,
-        &[
-            ("AUTHD_POSTGRES_BINDIR", "download"),
-            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-        ],
-    )
-    .await;
+    let out = authd_cli_with(&dir, &download_env(base.as_str(), cache_dir.as_str())).await;
     server.abort();
     assert_eq!(out.status.code(), Some(1));
     let lines = plain_lines(&out.stderr);
@@ -472,14 +448,7 @@ fn a_cache_others_may_write_to_is_refused() {
     std::fs::create_dir_all(&cache_dir).unwrap();
     std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let base = format!("http://127.0.0.1:{}/releases", free_port());
-    let line = failing_start(
-        dir.path(),
-        &[
-            ("AUTHD_POSTGRES_BINDIR", "download"),
-            ("AUTHD_POSTGRES_DOWNLOAD_URL", base.as_str()),
-            ("AUTHD_POSTGRES_CACHE_DIR", cache_dir.as_str()),
-        ],
-    );
+    let line = failing_start(dir.path(), &download_env(base.as_str(), cache_dir.as_str()));
     assert!(line.contains(&cache_dir), "{line}");
     assert!(line.contains("writable by its group or others"), "{line}");
     assert!(
