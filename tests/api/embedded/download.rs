@@ -456,3 +456,20 @@ fn a_cache_others_may_write_to_is_refused() {
         "nothing was created in it"
     );
 }
+
+/// Plain http to another machine is refused before any request or cache: one line.
+#[test]
+fn a_plain_http_download_url_is_refused() {
+    let dir = DataDir::new();
+    let cache_dir = cache_dir_of(&dir.1.join("cache"));
+    let line = failing_start(
+        dir.path(),
+        &download_env("http://mirror.example.invalid/releases", cache_dir.as_str()),
+    );
+    assert!(
+        line.contains("AUTHD_POSTGRES_DOWNLOAD_URL=http://mirror.example.invalid/releases"),
+        "{line}"
+    );
+    assert!(line.contains("only downloaded over https://"), "{line}");
+    assert!(!Path::new(&cache_dir).exists(), "no cache was made");
+}
