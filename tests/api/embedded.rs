@@ -676,3 +676,18 @@ fn a_stale_pid_file_naming_another_postgres_does_not_stop_it() {
         assert!(line.contains("postmaster"), "{line}");
     }
 }
+
+/// A `PG_VERSION` that is not a version (a link to a secret, say) stops the start with one
+/// line that does not repeat its content.
+#[test]
+fn a_pg_version_that_is_not_a_version_is_refused_without_echoing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.pgdata()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.pgdata().join("PG_VERSION"), "hunter2-secret\n").unwrap();
+    let line = failing_start(dir.path(), &[]);
+    assert!(line.contains("PG_VERSION"), "{line}");
+    assert!(line.contains("PostgreSQL major version"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+}
