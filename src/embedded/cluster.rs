@@ -7,18 +7,16 @@
 
 use std::{
     fs::{DirBuilder, OpenOptions},
-    os::unix::{
-        fs::{DirBuilderExt, PermissionsExt},
-        process::CommandExt,
-    },
+    os::unix::{fs::DirBuilderExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use super::{
-    process::{POLL, is_alive, is_postgres, poll_until, signal},
-    user::Account,
+    files,
+    process::{POLL, is_alive, poll_until, serves_directory, signal},
+    user::{Account, effective_uid},
 };
 
 /// The port only names the socket file (`.s.PGSQL.5432`): the server opens no TCP port.
@@ -52,7 +50,8 @@ pub fn socket_url(socket_dir: &Path, database: &str) -> String {
 /// A cluster directory and the binaries and account to run it with.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    /// The data directory (absolute); the cluster is its `pgdata`.
+    /// The data directory (canonical, this process's user's, writable by nobody else); the
+    /// cluster is its `pgdata`.
     pub data_dir: PathBuf,
     /// Holds `initdb` and `postgres`.
     pub bindir: PathBuf,
@@ -84,13 +83,14 @@ impl Cluster {
     }
 
     /// A command for one of the binaries, run as [`Self::account`], in the data directory,
-    /// with stdout and stderr appended to `postgres.log`.
+    /// with stdout and stderr appended to `postgres.log` (this process's user's file, opened
+    /// by it, never through a link).
     fn command(&self, program: &str) -> Result<Command, String> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("cannot open {}: {e}", self.log_path().display()))?;
+        let log = files::open_own_file(
+            &self.log_path(),
+            OpenOptions::new().create(true).append(true),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", self.log_path().display()))?;
         let log2 = log
             .try_clone()
             .map_err(|e| format!("cannot open {}: {e}", self.log_path().display()))?;
@@ -105,46 +105,34 @@ impl Cluster {
         Ok(cmd)
     }
 
-    /// Hands `path` to [`Self::account`] (when set) and makes it private to it (0700).
-    fn make_private(&self, path: &Path) -> Result<(), String> {
-        if let Some(account) = &self.account {
-            std::os::unix::fs::chown(path, Some(account.uid), Some(account.gid))
-                .map_err(|e| format!("cannot hand {} to {}: {e}", path.display(), account.name))?;
-        }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("{}: {e}", path.display()))
-    }
-
     /// Makes the cluster unless `pgdata` already holds one; returns whether it did. initdb
     /// writes into `pgdata.initdb`, renamed when complete, so an interrupted initdb is redone.
-    /// Authentication: `trust`, for Unix-socket connections only (pg_hba.conf has no other
-    /// line; the server listens on no TCP address either).
+    /// Authentication: `trust` for Unix-socket connections, `reject` for TCP ones (initdb
+    /// writes pg_hba.conf so; the server listens on no TCP address either). Only initdb, as
+    /// the account, writes inside the cluster.
     pub fn init_if_needed(&self) -> Result<bool, String> {
         let pgdata = self.pgdata();
-        if pgdata.join("PG_VERSION").exists() {
+        if self.cluster_version()?.is_some() {
             return Ok(false);
         }
-        if pgdata.exists() {
+        if std::fs::symlink_metadata(&pgdata).is_ok() {
             return Err(format!(
                 "{} exists but holds no PostgreSQL cluster (no PG_VERSION); move it away",
                 pgdata.display()
             ));
         }
         let staging = self.data_dir.join("pgdata.initdb");
-        if staging.exists() {
+        if std::fs::symlink_metadata(&staging).is_ok() {
             std::fs::remove_dir_all(&staging)
                 .map_err(|e| format!("cannot remove {}: {e}", staging.display()))?;
         }
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&staging)
-            .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
-        self.make_private(&staging)?;
+        files::account_dir(&staging, self.account.as_ref())?;
         let status = self
             .command("initdb")?
             .arg("--pgdata")
             .arg(&staging)
-            .args(["--username=postgres", "--auth=trust", "--encoding=UTF8"])
+            .args(["--username=postgres", "--encoding=UTF8"])
+            .args(["--auth-local=trust", "--auth-host=reject"])
             .arg("--locale=C")
             .status()
             .map_err(|e| format!("cannot run {}: {e}", self.bindir.join("initdb").display()))?;
@@ -154,35 +142,41 @@ impl Cluster {
                 last_log_line(&self.log_path())
             ));
         }
-        // Written as root or as the account: the file keeps its owner either way.
-        std::fs::write(
-            staging.join("pg_hba.conf"),
-            "# authd: only Unix-socket connections, from the account that can reach the socket\n\
-             local all all trust\n",
-        )
-        .map_err(|e| format!("cannot write pg_hba.conf: {e}"))?;
         std::fs::rename(&staging, &pgdata)
             .map_err(|e| format!("cannot rename {}: {e}", staging.display()))?;
         Ok(true)
     }
 
-    /// The PostgreSQL major version of the cluster (`PG_VERSION`), if there is one.
-    pub fn cluster_version(&self) -> Option<String> {
-        std::fs::read_to_string(self.pgdata().join("PG_VERSION"))
-            .ok()
-            .map(|v| v.trim().to_string())
+    /// The PostgreSQL major version of the cluster (`PG_VERSION`), if there is one. Errors
+    /// (without the file's content): unreadable, or not a major version.
+    pub fn cluster_version(&self) -> Result<Option<String>, String> {
+        let path = self.pgdata().join("PG_VERSION");
+        match files::read_bounded(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Ok(text) => major_version(&text).map(Some).ok_or_else(|| {
+                format!(
+                    "{} does not hold a PostgreSQL major version; move {} away",
+                    path.display(),
+                    self.pgdata().display()
+                )
+            }),
+        }
     }
 
-    /// Stops a server left running on this cluster by an authd that was killed (its
-    /// `postmaster.pid` names a live postgres process). The caller holds the data directory's
-    /// lock, so no live authd owns that server. `old_socket_dir` (from the killed authd's
-    /// record) is removed if it was a temporary one.
+    /// Stops a server left running on this cluster by an authd that was killed: its
+    /// `postmaster.pid` names this cluster and a live postgres process of the account working
+    /// in it. Anything else is left alone (PostgreSQL itself decides whether a pid file is
+    /// stale). The caller holds the data directory's lock, so no live authd owns that server.
+    /// `old_socket_dir` (from the killed authd's record, trusted as the lock file is ours) is
+    /// removed if it was a temporary one.
     pub fn recover_stale(&self, old_socket_dir: Option<&Path>) -> Result<(), String> {
-        let pid_file = self.pgdata().join("postmaster.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
+        let pgdata = self.pgdata();
+        let uid = self.account.as_ref().map_or_else(effective_uid, |a| a.uid);
+        if let Some(pid) = files::read_bounded(&pgdata.join("postmaster.pid"))
             .ok()
-            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
-            .filter(|&pid| pid > 0 && is_postgres(pid))
+            .and_then(|text| pid_for(&text, &pgdata))
+            .filter(|&pid| serves_directory(pid, &pgdata, uid))
         {
             tracing::warn!(
                 pid,
@@ -210,18 +204,10 @@ impl Cluster {
     /// or a fresh directory under /tmp when that path is too long for a socket.
     pub fn start(&self) -> Result<Server, String> {
         let (socket_dir, temporary) = match preferred_socket_dir(&self.data_dir) {
-            Some(dir) => {
-                if !dir.exists() {
-                    DirBuilder::new()
-                        .mode(0o700)
-                        .create(&dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                (dir, false)
-            }
+            Some(dir) => (dir, false),
             None => (create_temporary_socket_dir()?, true),
         };
-        self.make_private(&socket_dir)?;
+        files::account_dir(&socket_dir, self.account.as_ref())?;
         let child = self
             .command("postgres")?
             .arg("-D")
@@ -278,7 +264,7 @@ impl Server {
                     self.log.display()
                 ));
             }
-            let pid_file = std::fs::read_to_string(self.pgdata.join("postmaster.pid"));
+            let pid_file = files::read_bounded(&self.pgdata.join("postmaster.pid"));
             if let Ok(text) = pid_file {
                 let lines: Vec<&str> = text.lines().collect();
                 if lines.first() == Some(&pid.as_str())
@@ -377,9 +363,33 @@ fn is_temporary_socket_dir(dir: &Path) -> bool {
             .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX))
 }
 
-/// The last non-empty line of a log file (for one-line error messages).
+/// The pid in a `postmaster.pid` (line 1) when the file is about `pgdata` (line 2), else
+/// `None` (a pid file from elsewhere, a reboot ago, names some other process now).
+fn pid_for(pid_file: &str, pgdata: &Path) -> Option<i32> {
+    let mut lines = pid_file.lines();
+    let pid = lines
+        .next()?
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|&p| p > 0)?;
+    (Path::new(lines.next()?) == pgdata).then_some(pid)
+}
+
+/// A PostgreSQL major version as in `PG_VERSION` (`15`, `9.6`), trimmed; `None` for anything
+/// else.
+fn major_version(text: &str) -> Option<String> {
+    let v = text.trim();
+    let valid = (1..=8).contains(&v.len())
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars().all(|c| c.is_ascii_digit() || c == '.');
+    valid.then(|| v.to_string())
+}
+
+/// The last non-empty line of a log file (for one-line error messages), from its last
+/// [`files::READ_LIMIT`] bytes.
 fn last_log_line(log: &Path) -> String {
-    std::fs::read_to_string(log)
+    files::read_tail(log)
         .ok()
         .and_then(|text| {
             text.lines()
@@ -393,6 +403,7 @@ fn last_log_line(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_socket_url_names_the_directory_and_user() {
@@ -428,6 +439,28 @@ mod tests {
         assert!(!is_temporary_socket_dir(Path::new(
             "/home/me/authd-data/run"
         )));
+    }
+
+    #[test]
+    fn only_a_pid_file_of_this_cluster_names_a_server_to_stop() {
+        let pgdata = Path::new("/srv/authd-data/pgdata");
+        let ours = "4242\n/srv/authd-data/pgdata\n1700000000\n5432\n";
+        assert_eq!(pid_for(ours, pgdata), Some(4242));
+        let system = "2226\n/var/lib/postgresql/15/main\n1700000000\n5432\n";
+        assert_eq!(pid_for(system, pgdata), None);
+        assert_eq!(pid_for("4242\n", pgdata), None);
+        assert_eq!(pid_for("0\n/srv/authd-data/pgdata\n", pgdata), None);
+        assert_eq!(pid_for("x\n/srv/authd-data/pgdata\n", pgdata), None);
+    }
+
+    #[test]
+    fn pg_version_must_be_a_major_version() {
+        assert_eq!(major_version("15\n"), Some("15".into()));
+        assert_eq!(major_version("9.6"), Some("9.6".into()));
+        assert_eq!(major_version("root:x:0:0::/root:/bin/sh\n"), None);
+        assert_eq!(major_version(""), None);
+        assert_eq!(major_version(".5"), None);
+        assert_eq!(major_version("123456789"), None);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! One authd per data directory: an exclusive lock on `<data dir>/authd.lock`, held for the
 //! process's lifetime, whose content tells other authd processes who holds it and where its
-//! PostgreSQL's socket is.
+//! PostgreSQL's socket is. The file is of the user authd runs as, in a directory only that
+//! user may write, so what it records (the socket directory) can be trusted.
 
 use std::{
     fs::{File, OpenOptions, TryLockError},
     io::{Read, Seek, Write},
     path::{Path, PathBuf},
 };
+
+use super::files;
 
 const LOCK_FILE: &str = "authd.lock";
 
@@ -64,23 +67,26 @@ pub enum Acquired {
 
 impl DirLock {
     /// Takes the lock of `data_dir` (which exists) without waiting, writing this process's pid
-    /// into it. Errors: the lock file cannot be opened or written.
+    /// into it. Errors: the lock file cannot be opened or written, is a symbolic link, or is
+    /// not this user's regular file.
     pub fn try_acquire(data_dir: &Path) -> std::io::Result<Acquired> {
         let path = data_dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let file = files::open_own_file(
+            &path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(Acquired::Held(read_record(data_dir))),
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        let mut text = String::new();
-        let previous = match file.read_to_string(&mut text) {
-            Ok(_) => Record::parse(&text),
+        let mut bytes = Vec::new();
+        let previous = match (&file).take(files::READ_LIMIT).read_to_end(&mut bytes) {
+            Ok(_) => Record::parse(&String::from_utf8_lossy(&bytes)),
             Err(_) => Record::default(),
         };
         let mut lock = Self { file };
@@ -100,9 +106,10 @@ impl DirLock {
     }
 }
 
-/// The record in `data_dir`'s lock file (empty when there is none or it cannot be read).
+/// The record in `data_dir`'s lock file (empty when there is none or it cannot be read; read
+/// up to [`files::READ_LIMIT`], never through a link).
 pub fn read_record(data_dir: &Path) -> Record {
-    std::fs::read_to_string(data_dir.join(LOCK_FILE))
+    files::read_bounded(&data_dir.join(LOCK_FILE))
         .map(|text| Record::parse(&text))
         .unwrap_or_default()
 }

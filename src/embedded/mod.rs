@@ -3,20 +3,23 @@
 //! machine's binaries (else a build it downloads once and caches, see [`download`]), with its data in AUTHD_DATA_DIR (default `./authd-data`), reachable
 //! only through a Unix socket only authd's account can open, and stopped when authd stops.
 //!
-//! Layout of the data directory: `authd.lock` (one authd at a time; its content tells the CLI
-//! where the socket is), `pgdata/` (the cluster), `run/` (the socket directory), and
-//! `postgres.log`.
+//! Layout of the data directory, which belongs to the user authd runs as and is writable by
+//! nobody else (else authd refuses it): `authd.lock` (one authd at a time; its content tells
+//! the CLI where the socket is) and `postgres.log`, both of that user; `pgdata/` (the cluster)
+//! and `run/` (the socket directory), the only entries of the account PostgreSQL runs as
+//! (see [`user`]). Nothing is opened, chowned or read through a link (see [`files`]).
 
 pub mod binaries;
 pub mod cluster;
 pub mod download;
+pub mod files;
 pub mod lock;
 pub mod process;
 mod unpack;
 pub mod user;
 
 use std::{
-    os::unix::fs::DirBuilderExt,
+    os::unix::fs::{DirBuilderExt, MetadataExt},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -103,8 +106,8 @@ impl Embedded {
 /// and points `config.database_url` at its socket; `None` otherwise (config unchanged).
 /// Prints one line on stderr saying so and where the data lives.
 ///
-/// Errors (one line each): another authd serves from the data directory (for
-/// [`Role::Server`]); no PostgreSQL binaries; the unprivileged account PostgreSQL runs as
+/// Errors (one line each): the data directory is not this user's or is writable by others;
+/// another authd serves from it (for [`Role::Server`]); no PostgreSQL binaries; the unprivileged account PostgreSQL runs as
 /// cannot reach the data directory; initdb or the server failed (with the last line of
 /// `postgres.log`).
 pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Embedded>> {
@@ -117,10 +120,7 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
     {
         return Ok(None);
     }
-    let data_dir = std::path::absolute(&config.data_dir)
-        .with_context(|| format!("AUTHD_DATA_DIR={}", config.data_dir.display()))?;
-    create_data_dir(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let data_dir = prepare_data_dir(&config.data_dir)?;
     let (lock, previous) = match DirLock::try_acquire(&data_dir)
         .with_context(|| format!("cannot lock the data directory {}", data_dir.display()))?
     {
@@ -173,8 +173,27 @@ pub async fn attach(config: &mut Config, role: Role) -> anyhow::Result<Option<Em
     }))
 }
 
-/// Creates `data_dir` (mode 0700) unless it exists; missing parents get the usual mode (the
-/// umask's), since the account PostgreSQL runs as must be able to pass through them.
+/// AUTHD_DATA_DIR made usable, resolved once: created unless it exists, then canonical (links
+/// resolved), and checked to be this user's and writable by nobody else (see
+/// [`files::check_data_dir`]). Errors: one line naming AUTHD_DATA_DIR.
+fn prepare_data_dir(configured: &Path) -> anyhow::Result<PathBuf> {
+    let named = || format!("AUTHD_DATA_DIR={}", configured.display());
+    let absolute = std::path::absolute(configured).with_context(named)?;
+    create_data_dir(&absolute)
+        .with_context(|| format!("{}: cannot create the data directory", named()))?;
+    let data_dir = absolute.canonicalize().with_context(named)?;
+    let meta = std::fs::metadata(&data_dir).with_context(named)?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", named());
+    }
+    files::check_data_dir(meta.uid(), meta.mode(), user::effective_uid())
+        .map_err(|why| anyhow!("{} ({}) {why}", named(), data_dir.display()))?;
+    Ok(data_dir)
+}
+
+/// Creates `data_dir` unless it exists: mode 0755 as root (the account PostgreSQL runs as must
+/// pass through to `pgdata/` and `run/`), else 0700. Missing parents get the usual mode (the
+/// umask's), since that account must be able to pass through them too.
 fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
     if data_dir.is_dir() {
         return Ok(());
@@ -182,7 +201,12 @@ fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = data_dir.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
+    let mode = if user::effective_uid() == 0 {
+        0o755
+    } else {
+        0o700
+    };
+    match std::fs::DirBuilder::new().mode(mode).create(data_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && data_dir.is_dir() => Ok(()),
         other => other,
     }
@@ -196,18 +220,16 @@ fn bring_up(
     old_socket_dir: Option<&Path>,
     mut lock: DirLock,
 ) -> anyhow::Result<(Server, DirLock)> {
-    let account = user::for_data_dir(data_dir).map_err(anyhow::Error::msg)?;
-    if let Some(account) = &account {
-        std::os::unix::fs::chown(data_dir, Some(account.uid), Some(account.gid))
-            .with_context(|| format!("cannot hand {} to {}", data_dir.display(), account.name))?;
-        if let Some(blocked) = user::first_unreachable(data_dir, account) {
-            bail!(
-                "authd runs as root, so PostgreSQL runs as {}, which cannot enter {}: set \
+    let account = user::for_this_process().map_err(anyhow::Error::msg)?;
+    if let Some(account) = &account
+        && let Some(blocked) = user::first_unreachable(data_dir, account)
+    {
+        bail!(
+            "authd runs as root, so PostgreSQL runs as {}, which cannot enter {}: set \
                  AUTHD_DATA_DIR to a directory outside it",
-                account.name,
-                blocked.display()
-            );
-        }
+            account.name,
+            blocked.display()
+        );
     }
     let mut cluster = Cluster {
         data_dir: data_dir.to_path_buf(),
@@ -215,7 +237,10 @@ fn bring_up(
         account,
     };
     let (bindir, origin) = wanted.locate(
-        cluster.cluster_version().as_deref(),
+        cluster
+            .cluster_version()
+            .map_err(anyhow::Error::msg)?
+            .as_deref(),
         cluster.account.as_ref(),
     )?;
     cluster.bindir = bindir;

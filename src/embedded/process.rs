@@ -43,6 +43,18 @@ pub fn is_postgres(pid: i32) -> bool {
     }
 }
 
+/// Whether `pid` is a live postgres process (see [`is_postgres`]) of user `uid` whose working
+/// directory is `dir` (canonical): a postmaster chdirs to its data directory, so a pid file
+/// that outlived a reboot and now names another cluster's server (or anything else) fails this.
+/// Without `/proc` nothing can be checked: false.
+pub fn serves_directory(pid: i32, dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let proc_dir = format!("/proc/{pid}");
+    is_postgres(pid)
+        && std::fs::metadata(&proc_dir).is_ok_and(|m| m.uid() == uid)
+        && std::fs::read_link(format!("{proc_dir}/cwd")).is_ok_and(|cwd| cwd == dir)
+}
+
 /// Calls `done` every [`POLL`] until it returns true (then true) or `timeout` has passed
 /// (then false).
 pub fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -76,5 +88,11 @@ mod tests {
         assert!(gone);
         assert!(kill_still_sees_it, "still a zombie before the wait");
         assert!(!is_alive(pid) && !is_postgres(pid));
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert!(!serves_directory(
+            me,
+            &cwd,
+            crate::embedded::user::effective_uid()
+        ));
     }
 }

@@ -29,48 +29,32 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// The account to run PostgreSQL as when authd runs as root, for the data directory
-/// `data_dir` (which exists):
-/// 1. the data directory's owner, when that is not root: whoever made the directory keeps
-///    owning its files, and a later authd started by that user without root finds a cluster
-///    it may run; it is also what an earlier root authd chose (it hands the directory to the
-///    account it picks), so the choice is stable across restarts;
-/// 2. else the `postgres` system account, which distribution packages create for exactly this
-///    (no login, owns nothing else of authd's);
-/// 3. else `nobody`, the account that exists everywhere (other daemons may share it, so it is
-///    the last resort).
+/// The account to run PostgreSQL as when authd runs as root: the `postgres` system account,
+/// which distribution packages create for exactly this (no login, owns nothing else of
+/// authd's). Never `nobody` (other daemons share it, and it could open the socket) and never a
+/// directory's owner (whoever made a directory would get the database).
 ///
 /// `passwd` is the text of `/etc/passwd` (system accounts live there, not in a directory
-/// service). Errors: none of the three exists.
-pub fn choose_for_root(data_dir_owner: (u32, u32), passwd: &str) -> Result<Account, String> {
-    let (uid, gid) = data_dir_owner;
-    if uid != 0 {
-        let name = passwd_entries(passwd)
-            .find(|a| a.uid == uid)
-            .map_or_else(|| format!("uid {uid}"), |a| a.name);
-        return Ok(Account { name, uid, gid });
-    }
-    for wanted in ["postgres", "nobody"] {
-        if let Some(account) = passwd_entries(passwd).find(|a| a.name == wanted && a.uid != 0) {
-            return Ok(account);
-        }
-    }
-    Err(
-        "running as root, and there is no unprivileged account to run PostgreSQL as (no \
-         `postgres` or `nobody` in /etc/passwd); run authd as another user"
-            .into(),
-    )
+/// service). Errors: no unprivileged `postgres` account (one line saying what to do).
+pub fn choose_for_root(passwd: &str) -> Result<Account, String> {
+    passwd_entries(passwd)
+        .find(|a| a.name == "postgres" && a.uid != 0)
+        .ok_or_else(|| {
+            "authd runs as root and PostgreSQL refuses to, but there is no `postgres` account to \
+             run it as: create a system user `postgres` (useradd --system postgres) or run authd \
+             as a non-root user"
+                .into()
+        })
 }
 
-/// The account for `data_dir` when this process runs as root (see [`choose_for_root`]), or
-/// `None` when it does not (PostgreSQL then runs as this process's user).
-pub fn for_data_dir(data_dir: &Path) -> Result<Option<Account>, String> {
+/// The account PostgreSQL runs as when this process runs as root (see [`choose_for_root`]),
+/// or `None` when it does not (PostgreSQL then runs as this process's user).
+pub fn for_this_process() -> Result<Option<Account>, String> {
     if effective_uid() != 0 {
         return Ok(None);
     }
-    let meta = std::fs::metadata(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    choose_for_root((meta.uid(), meta.gid()), &passwd).map(Some)
+    choose_for_root(&passwd).map(Some)
 }
 
 fn passwd_entries(passwd: &str) -> impl Iterator<Item = Account> + '_ {
@@ -129,31 +113,22 @@ mod tests {
     }
 
     #[test]
-    fn a_non_root_owner_of_the_data_dir_first_then_postgres_then_nobody() {
-        assert_eq!(
-            choose_for_root((1000, 1000), PASSWD),
-            Ok(account("dev", 1000, 1000))
-        );
-        // An owner without a passwd entry still works (its primary group is the directory's).
-        assert_eq!(
-            choose_for_root((4242, 77), PASSWD),
-            Ok(account("uid 4242", 4242, 77))
-        );
-        assert_eq!(
-            choose_for_root((0, 0), PASSWD),
-            Ok(account("postgres", 101, 104))
-        );
+    fn only_the_postgres_account_never_nobody() {
+        assert_eq!(choose_for_root(PASSWD), Ok(account("postgres", 101, 104)));
         let without_postgres: String = PASSWD
             .lines()
             .filter(|l| !l.starts_with("postgres"))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(
-            choose_for_root((0, 0), &without_postgres),
-            Ok(account("nobody", 65534, 65534))
+        let err = choose_for_root(&without_postgres).unwrap_err();
+        assert!(
+            err.contains("`postgres`") && err.contains("non-root"),
+            "{err}"
         );
-        let err = choose_for_root((0, 0), "root:x:0:0::/root:/bin/sh\n").unwrap_err();
-        assert!(err.contains("no unprivileged account"), "{err}");
+        assert!(
+            choose_for_root("postgres:x:0:0::/:/bin/sh\n").is_err(),
+            "not root itself"
+        );
     }
 
     #[test]

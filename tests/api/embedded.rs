@@ -439,6 +439,30 @@ fn failing_start(data_dir: &Path, env: &[(&str, &str)]) -> String {
     lines[0].clone()
 }
 
+/// Like [`failing_start`], for a failure after the start-up line announcing the embedded
+/// PostgreSQL: that line, then the one returned.
+fn failing_after_announcing(data_dir: &Path) -> String {
+    let out = authd_command("unused")
+        .env("DATABASE_URL", "embedded")
+        .env("AUTHD_DATA_DIR", data_dir)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    error_after_announcement(&out.stderr)
+}
+
+/// The one line after the announcement of the embedded PostgreSQL in `stderr`.
+fn error_after_announcement(stderr: &[u8]) -> String {
+    let lines = plain_lines(stderr);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].contains("using an embedded PostgreSQL"),
+        "{lines:?}"
+    );
+    lines[1].clone()
+}
+
 #[test]
 fn start_up_problems_are_one_line() {
     let dir = DataDir::new();
@@ -510,10 +534,11 @@ async fn a_sigterm_during_start_up_still_stops_postgres() {
     assert!(postmaster(&dir.pgdata()).is_none(), "postgres stopped");
 }
 
-/// A non-root authd runs PostgreSQL as itself; a root one later on the same directory keeps
-/// that owner. (Run as non-root, every other test here covers the first half already.)
+/// A non-root authd runs PostgreSQL as itself; root later refuses that user's data directory
+/// (whoever owns it would get root's database) with one line. (Run as non-root, every other
+/// test here covers the first half already.)
 #[test]
-fn a_non_root_authd_runs_postgres_as_itself_and_root_keeps_that_owner() {
+fn a_non_root_authd_runs_postgres_as_itself_and_root_refuses_its_data_dir() {
     use std::os::unix::{fs::MetadataExt, process::CommandExt};
     if !running_as_root() {
         return;
@@ -548,13 +573,121 @@ fn a_non_root_authd_runs_postgres_as_itself_and_root_keeps_that_owner() {
         "stopped after the command"
     );
 
-    let out = authd_cli(&dir, &["user", "list"]);
-    assert_succeeded(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nobody@example.test"));
+    let line = failing_start(dir.path(), &[]);
+    assert!(line.contains("AUTHD_DATA_DIR"), "{line}");
+    assert!(line.contains(&format!("uid {uid}")), "{line}");
+    assert!(postmaster(&dir.pgdata()).is_none(), "nothing was started");
+    assert_eq!(owner(dir.path()), uid, "nothing was handed over");
+}
+
+/// A data directory others may write (anyone could plant files or links in it) is refused.
+#[test]
+fn a_data_dir_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o757)).unwrap();
+    let line = failing_start(dir.path(), &[]);
+    assert!(line.contains("AUTHD_DATA_DIR"), "{line}");
+    assert!(line.contains("writable"), "{line}");
+    assert!(!dir.pgdata().exists(), "nothing was made in it");
+}
+
+/// What a link target looks like: owner, mode and content.
+fn snapshot(path: &Path) -> (u32, u32, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let content = if meta.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_encoded_bytes())
+            .collect();
+        names.sort();
+        names.concat()
+    } else {
+        std::fs::read(path).unwrap()
+    };
+    (meta.uid(), meta.mode(), content)
+}
+
+/// As root, links planted at `<data dir>/run` and `<data dir>/postgres.log` while authd is
+/// stopped are refused at the next start, never followed: their targets keep owner, mode and
+/// content.
+#[test]
+fn links_planted_in_the_data_dir_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    if !running_as_root() {
+        return;
+    }
+    let dir = DataDir::new();
+    assert_succeeded(&authd_cli(&dir, &["user", "list"]));
+    let elsewhere = dir.path().parent().unwrap().join(format!(
+        "{}-elsewhere",
+        dir.path().file_name().unwrap().to_str().unwrap()
+    ));
+    let _cleanup = DataDir(elsewhere.clone(), elsewhere.clone());
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = elsewhere.join("authorized_keys");
+    std::fs::write(&file, "ssh-ed25519 AAAA kept\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dir_before, file_before) = (snapshot(&elsewhere), snapshot(&file));
+
+    std::fs::remove_dir_all(dir.path().join("run")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("run")).unwrap();
+    let line = failing_after_announcing(dir.path());
+    assert!(line.contains("run is not a directory"), "{line}");
+    std::fs::remove_file(dir.path().join("run")).unwrap();
+
+    std::fs::remove_file(dir.path().join("postgres.log")).unwrap();
+    std::os::unix::fs::symlink(&file, dir.path().join("postgres.log")).unwrap();
+    let line = failing_after_announcing(dir.path());
+    assert!(line.contains("postgres.log"), "{line}");
+
+    assert!(postmaster(&dir.pgdata()).is_none(), "nothing was started");
     assert_eq!(
-        owner(&dir.pgdata()),
-        uid,
-        "root ran it as the owner, nobody"
+        snapshot(&elsewhere),
+        dir_before,
+        "the directory is untouched"
     );
-    assert_eq!(owner(dir.path()), uid);
+    assert_eq!(snapshot(&file), file_before, "the file is untouched");
+}
+
+/// A `postmaster.pid` naming the machine's own PostgreSQL (as one surviving a reboot might) is
+/// not taken for a server a killed authd left: that server is not signalled and stays up.
+#[test]
+fn a_stale_pid_file_naming_another_postgres_does_not_stop_it() {
+    let system = Path::new("/var/lib/postgresql/15/main/postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(system) else {
+        eprintln!("skipped: no {}", system.display());
+        return;
+    };
+    let pid: u32 = text.lines().next().unwrap().trim().parse().unwrap();
+    assert!(alive(pid), "the machine's PostgreSQL runs");
+    let dir = DataDir::new();
+    assert_succeeded(&authd_cli(&dir, &["user", "list"]));
+    std::fs::write(dir.pgdata().join("postmaster.pid"), &text).unwrap();
+
+    let out = authd_cli(&dir, &["user", "list"]);
+    assert!(alive(pid), "the machine's PostgreSQL was not stopped");
+    if !out.status.success() {
+        // PostgreSQL itself refuses a pid file naming a live process of its own user.
+        let line = error_after_announcement(&out.stderr);
+        assert!(line.contains("postmaster"), "{line}");
+    }
+}
+
+/// A `PG_VERSION` that is not a version (a link to a secret, say) stops the start with one
+/// line that does not repeat its content.
+#[test]
+fn a_pg_version_that_is_not_a_version_is_refused_without_echoing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = DataDir::new();
+    std::fs::create_dir_all(dir.pgdata()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.pgdata().join("PG_VERSION"), "hunter2-secret\n").unwrap();
+    let line = failing_start(dir.path(), &[]);
+    assert!(line.contains("PG_VERSION"), "{line}");
+    assert!(line.contains("PostgreSQL major version"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
 }
