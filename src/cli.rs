@@ -491,7 +491,7 @@ async fn list_users(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     const PAGE: i64 = 1000;
     let mut offset = 0;
     loop {
-        let page = db::users::list_oldest_first(pool, PAGE, offset).await?;
+        let page = db::users::list(pool, db::users::ListOrder::OldestFirst, PAGE, offset).await?;
         for u in &page {
             let created = u
                 .created_at

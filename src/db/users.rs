@@ -121,36 +121,37 @@ pub async fn by_email(db: impl PgExecutor<'_>, email: &Email) -> Result<Option<U
     .await
 }
 
-/// Newest first, for the admin listing.
-pub async fn list(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, email, email_verified, roles, disabled, created_at FROM users
-         ORDER BY created_at DESC, id LIMIT $1 OFFSET $2",
-    )
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+/// The order of [`list`]: by `(created_at, id)`, so pages never overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest first (the admin listing).
+    NewestFirst,
+    /// Oldest first (the command line's `user list`).
+    OldestFirst,
 }
 
-/// Oldest first (the command line's `user list`), by `(created_at, id)` so pages never overlap.
-pub async fn list_oldest_first(
+/// One page of users: at most `limit`, after skipping `offset`, in `order`.
+pub async fn list(
     db: impl PgExecutor<'_>,
+    order: ListOrder,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, email, email_verified, roles, disabled, created_at FROM users
-         ORDER BY created_at, id LIMIT $1 OFFSET $2",
-    )
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db)
-    .await
+    let sql = match order {
+        ListOrder::NewestFirst => {
+            "SELECT id, email, email_verified, roles, disabled, created_at FROM users
+             ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
+        }
+        ListOrder::OldestFirst => {
+            "SELECT id, email, email_verified, roles, disabled, created_at FROM users
+             ORDER BY created_at, id LIMIT $1 OFFSET $2"
+        }
+    };
+    sqlx::query_as(sql)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
 }
 
 /// Replaces the password hash only if `current_hash` is still the user's hash and the user is

@@ -84,7 +84,7 @@ async fn list_users(
             if offset < 0 {
                 return Err(ApiError::validation("offset", "must not be negative"));
             }
-            db::users::list(&state.db, limit, offset).await?
+            db::users::list(&state.db, db::users::ListOrder::NewestFirst, limit, offset).await?
         }
     };
     Ok(axum::Json(UserList { users }))

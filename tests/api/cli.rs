@@ -207,11 +207,7 @@ async fn offline_admin_commands() {
     let database = TestDb::new(); // dropped at the end, also if the test fails
     let db_name = database.name().to_owned();
     let out = authd_command(&db_name).arg("migrate").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 
     // Password from AUTHD_PASSWORD...
     let out = authd_command(&db_name)
@@ -219,11 +215,7 @@ async fn offline_admin_commands() {
         .args(["user", "add", "--email", "root@example.test", "--admin"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     // ...or from stdin.
     let mut child = authd_command(&db_name)
         .args(["user", "add", "--email", "ann@example.test"])
@@ -239,11 +231,7 @@ async fn offline_admin_commands() {
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     // A weak password is refused.
     let out = authd_command(&db_name)
         .env("AUTHD_PASSWORD", "password")
@@ -297,11 +285,7 @@ async fn offline_admin_commands() {
         .args(["user", "enable", "--email", "ann@example.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     wait_live(&app).await;
     let ann3 = app.login("ann@example.test").await;
 
@@ -332,11 +316,7 @@ async fn offline_admin_commands() {
         .args(["user", "delete", "--email", "ann@example.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let dead = eventually(std::time::Duration::from_secs(1), || async {
         app.me_status(&ann3.access).await == 401
     })

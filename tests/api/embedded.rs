@@ -281,11 +281,6 @@ fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn assert_succeeded(out: &std::process::Output) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{}: {stderr}", out.status);
-}
-
 /// stderr lines that are not JSON log records.
 fn plain_lines(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)

@@ -564,3 +564,9 @@ pub fn sign_as(
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
+
+/// Asserts a command exited 0, showing its exit status and stderr otherwise.
+pub fn assert_succeeded(out: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+}
